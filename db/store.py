@@ -1,0 +1,420 @@
+"""The reads and writes the service makes, as short transactions in SQLAlchemy Core.
+
+Every chat turn goes through here twice (the incoming message, then the reply), so
+these paths avoid the ORM's unit-of-work overhead and keep small in-process caches
+of rows that never change once written (user and conversation ids).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db.engine import create_engine
+from db.models import Conversation, Memory, Message, Persona, PlatformUser, Relationship, utcnow
+
+log = logging.getLogger(__name__)
+
+P, U, R, C, M, MEM = (t.__table__ for t in (Persona, PlatformUser, Relationship, Conversation, Message, Memory))
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipRow:
+    id: int
+    persona_id: int
+    user_id: int
+    first_seen: datetime
+    last_seen: datetime
+    message_count: int
+    affinity: float
+    facts: list[Any]
+    consent: dict[str, Any]
+    blocked: bool
+    memory_version: int
+    turns_since_memory: int
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The outcome of storing an incoming message."""
+
+    message_id: int
+    conversation_id: int
+    user_id: int
+    relationship: RelationshipRow
+    # "new": stored and claimed for answering; "retry": stored earlier but never
+    # answered, claimed now; "duplicate": answered or being answered already.
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    id: int
+    role: str
+    text: str
+    user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRow:
+    id: int
+    text: str
+    importance: float
+    source: str
+    created_at: datetime
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._users: dict[tuple[str, str], int] = {}
+        self._convs: dict[tuple[int, str, str], int] = {}
+        self._personas: dict[str, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs) -> Store:
+        return cls(create_engine(url, **kwargs))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _insert(self, table):
+        return (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table)
+
+    # -- personas ---------------------------------------------------------------
+
+    async def ensure_persona(self, slug: str, name: str, card: dict[str, Any], source: str | None) -> int:
+        async with self.engine.begin() as conn:
+            stmt = self._insert(P).values(slug=slug, name=name, card=card, source=source, created_at=utcnow(), updated_at=utcnow())
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[P.c.slug], set_={"name": name, "card": card, "source": source, "updated_at": utcnow()}
+            ).returning(P.c.id)
+            pid = (await conn.execute(stmt)).scalar_one()
+        self._personas[slug] = pid
+        return pid
+
+    async def persona_id(self, slug: str) -> int | None:
+        if slug in self._personas:
+            return self._personas[slug]
+        async with self.engine.connect() as conn:
+            pid = (await conn.execute(select(P.c.id).where(P.c.slug == slug))).scalar()
+        if pid is not None:
+            self._personas[slug] = pid
+        return pid
+
+    # -- incoming -----------------------------------------------------------------
+
+    async def _user_id(self, conn: AsyncConnection, platform: str, uid: str, name: str | None) -> int:
+        key = (platform, uid)
+        cached = self._users.get(key)
+        if cached is not None:
+            return cached
+        stmt = (
+            self._insert(U)
+            .values(platform=platform, platform_user_id=uid, display_name=name, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[U.c.platform, U.c.platform_user_id])
+            .returning(U.c.id)
+        )
+        user_id = (await conn.execute(stmt)).scalar()
+        if user_id is None:
+            user_id = (
+                await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
+            ).scalar_one()
+        self._users[key] = user_id
+        return user_id
+
+    async def _conversation_id(
+        self, conn: AsyncConnection, persona_id: int, platform: str, chat: str, kind: str, title: str | None
+    ) -> int:
+        key = (persona_id, platform, chat)
+        cached = self._convs.get(key)
+        if cached is not None:
+            return cached
+        stmt = (
+            self._insert(C)
+            .values(persona_id=persona_id, platform=platform, platform_chat_id=chat, kind=kind, title=title, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[C.c.persona_id, C.c.platform, C.c.platform_chat_id])
+            .returning(C.c.id)
+        )
+        cid = (await conn.execute(stmt)).scalar()
+        if cid is None:
+            cid = (
+                await conn.execute(
+                    select(C.c.id).where(C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat)
+                )
+            ).scalar_one()
+        self._convs[key] = cid
+        return cid
+
+    async def store_incoming(
+        self,
+        persona_id: int,
+        *,
+        platform: str,
+        chat_id: str,
+        chat_kind: str,
+        chat_title: str | None,
+        user_id: str,
+        user_name: str | None,
+        text: str,
+        platform_message_id: str | None,
+        reply_to_platform_id: str | None = None,
+        media: list[Any] | None = None,
+        count_turn: bool = True,
+    ) -> Incoming:
+        """Store a person's message before anything else happens, and claim it for answering."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            uid = await self._user_id(conn, platform, user_id, user_name)
+            cid = await self._conversation_id(conn, persona_id, platform, chat_id, chat_kind, chat_title)
+            reply_to = None
+            if reply_to_platform_id:
+                reply_to = (
+                    await conn.execute(
+                        select(M.c.id).where(M.c.conversation_id == cid, M.c.platform_message_id == reply_to_platform_id)
+                    )
+                ).scalar()
+            values = dict(
+                conversation_id=cid, user_id=uid, role="user", text=text, platform_message_id=platform_message_id,
+                reply_to_id=reply_to, media=media or [], status="processing", created_at=now,
+            )
+            ins = self._insert(M).values(**values)
+            if platform_message_id is not None:
+                ins = ins.on_conflict_do_nothing(index_elements=[M.c.conversation_id, M.c.platform_message_id])
+            mid = (await conn.execute(ins.returning(M.c.id))).scalar()
+            state = "new"
+            if mid is None:
+                # Delivered before: answer only if the earlier delivery never was.
+                claimed = (
+                    await conn.execute(
+                        update(M)
+                        .where(
+                            M.c.conversation_id == cid,
+                            M.c.platform_message_id == platform_message_id,
+                            M.c.status.in_(("received", "failed")),
+                        )
+                        .values(status="processing", error=None)
+                        .returning(M.c.id)
+                    )
+                ).scalar()
+                if claimed is None:
+                    mid = (
+                        await conn.execute(
+                            select(M.c.id).where(M.c.conversation_id == cid, M.c.platform_message_id == platform_message_id)
+                        )
+                    ).scalar_one()
+                    state = "duplicate"
+                else:
+                    mid, state = claimed, "retry"
+            if state == "new":
+                await conn.execute(
+                    update(C).where(C.c.id == cid).values(last_message_at=now)
+                )
+            rel = await self._touch_relationship(conn, persona_id, uid, now, count=(state == "new" and count_turn))
+        return Incoming(mid, cid, uid, rel, state)
+
+    async def _touch_relationship(self, conn: AsyncConnection, persona_id: int, uid: int, now: datetime, count: bool) -> RelationshipRow:
+        inc = 1 if count else 0
+        stmt = self._insert(R).values(
+            persona_id=persona_id, user_id=uid, first_seen=now, last_seen=now, message_count=inc,
+            affinity=0.0, facts=[], consent={}, blocked=False, memory_version=0, turns_since_memory=inc,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[R.c.persona_id, R.c.user_id],
+            set_={
+                "last_seen": now,
+                "message_count": R.c.message_count + inc,
+                "turns_since_memory": R.c.turns_since_memory + inc,
+                # Warmth grows a little with every exchange, up to 1.
+                "affinity": func.min(R.c.affinity + 0.01 * inc, 1.0) if self.dialect == "sqlite" else func.least(R.c.affinity + 0.01 * inc, 1.0),
+            },
+        ).returning(*R.c)
+        row = (await conn.execute(stmt)).one()
+        return RelationshipRow(**row._mapping)
+
+    async def relationship(self, persona_id: int, uid: int) -> RelationshipRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(R).where(R.c.persona_id == persona_id, R.c.user_id == uid))).first()
+        return RelationshipRow(**row._mapping) if row else None
+
+    async def find_user(self, platform: str, platform_user_id: str) -> int | None:
+        key = (platform, platform_user_id)
+        if key in self._users:
+            return self._users[key]
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == platform_user_id))
+            ).scalar()
+
+    async def update_relationship(self, persona_id: int, uid: int, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid).values(**values))
+
+    # -- history and replies --------------------------------------------------------
+
+    async def history(self, conversation_id: int, limit: int, before_id: int | None = None) -> list[HistoryItem]:
+        """The last ``limit`` messages of a conversation, oldest first."""
+        q = select(M.c.id, M.c.role, M.c.text, M.c.user_id).where(M.c.conversation_id == conversation_id)
+        if before_id is not None:
+            q = q.where(M.c.id < before_id)
+        q = q.order_by(M.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [HistoryItem(*r) for r in reversed(rows)]
+
+    async def store_reply(
+        self, conversation_id: int, incoming_id: int | None, text: str, *, media: list[Any] | None = None,
+        status: str = "sent", incoming_status: str = "answered", error: str | None = None,
+    ) -> int:
+        async with self.engine.begin() as conn:
+            rid = (
+                await conn.execute(
+                    M.insert()
+                    .values(conversation_id=conversation_id, user_id=None, role="assistant", text=text,
+                            reply_to_id=incoming_id, media=media or [], status=status, created_at=utcnow())
+                    .returning(M.c.id)
+                )
+            ).scalar_one()
+            if incoming_id is not None:
+                await conn.execute(update(M).where(M.c.id == incoming_id).values(status=incoming_status, error=error))
+        return rid
+
+    async def set_platform_message_id(self, message_id: int, platform_message_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(M).where(M.c.id == message_id).values(platform_message_id=platform_message_id))
+
+    async def mark_incoming(self, message_id: int, status: str, error: str | None = None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(M).where(M.c.id == message_id).values(status=status, error=error))
+
+    async def release_stale_claims(self) -> int:
+        """At start-up: messages left "processing" by a crashed run become answerable again."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(M).where(M.c.status == "processing").values(status="received"))
+        return res.rowcount or 0
+
+    async def unanswered(self, persona_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Incoming messages stored but never answered (failed or interrupted)."""
+        q = (
+            select(M.c.id, M.c.text, M.c.platform_message_id, M.c.status, C.c.platform, C.c.platform_chat_id, U.c.platform_user_id)
+            .join(C, C.c.id == M.c.conversation_id)
+            .join(U, U.c.id == M.c.user_id)
+            .where(C.c.persona_id == persona_id, M.c.role == "user", M.c.status.in_(("received", "failed")))
+            .order_by(M.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(M).where(M.c.id == message_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def count_messages(self, persona_id: int | None = None, user_id: int | None = None) -> int:
+        q = select(func.count()).select_from(M.join(C, C.c.id == M.c.conversation_id))
+        if persona_id is not None:
+            q = q.where(C.c.persona_id == persona_id)
+        if user_id is not None:
+            q = q.where(M.c.user_id == user_id)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(q)).scalar_one()
+
+    # -- memories ---------------------------------------------------------------------
+
+    async def add_memories(
+        self, persona_id: int, uid: int, items: list[tuple[str, np.ndarray, float, str, int | None]]
+    ) -> list[int]:
+        """Insert (text, embedding, importance, source, source message id) rows."""
+        if not items:
+            return []
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            ids = []
+            for text, vec, importance, source, src_id in items:
+                ids.append(
+                    (
+                        await conn.execute(
+                            MEM.insert()
+                            .values(persona_id=persona_id, user_id=uid, text=text,
+                                    embedding=np.asarray(vec, dtype=np.float32).tobytes(),
+                                    importance=importance, source=source, source_message_id=src_id, created_at=now)
+                            .returning(MEM.c.id)
+                        )
+                    ).scalar_one()
+                )
+            await conn.execute(
+                update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
+                .values(memory_version=R.c.memory_version + 1)
+            )
+        return ids
+
+    async def reset_memory_counter(self, persona_id: int, uid: int) -> None:
+        await self.update_relationship(persona_id, uid, turns_since_memory=0)
+
+    async def memory_matrix(self, persona_id: int, uid: int) -> tuple[int, np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """(version, ids, unit vectors, texts, importance) of one person's memories."""
+        async with self.engine.connect() as conn:
+            version = (
+                await conn.execute(select(R.c.memory_version).where(R.c.persona_id == persona_id, R.c.user_id == uid))
+            ).scalar() or 0
+            rows = (
+                await conn.execute(
+                    select(MEM.c.id, MEM.c.embedding, MEM.c.text, MEM.c.importance)
+                    .where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
+                    .order_by(MEM.c.id)
+                )
+            ).all()
+        if not rows:
+            return version, np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], np.zeros(0, np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        imp = np.fromiter((r[3] for r in rows), dtype=np.float32, count=len(rows))
+        return version, ids, mat, [r[2] for r in rows], imp
+
+    async def list_memories(self, persona_id: int, uid: int, limit: int = 50) -> list[MemoryRow]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(MEM.c.id, MEM.c.text, MEM.c.importance, MEM.c.source, MEM.c.created_at)
+                    .where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
+                    .order_by(MEM.c.importance.desc(), MEM.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [MemoryRow(*r) for r in rows]
+
+    async def forget_user(self, persona_id: int, uid: int) -> dict[str, int]:
+        """Delete everything this persona holds about one person: their messages, the
+        character's replies to them, their memories, and the relationship itself."""
+        async with self.engine.begin() as conn:
+            conv_ids = select(C.c.id).where(C.c.persona_id == persona_id).scalar_subquery()
+            theirs = select(M.c.id).where(M.c.conversation_id.in_(conv_ids), M.c.user_id == uid)
+            their_ids = [r[0] for r in (await conn.execute(theirs)).all()]
+            replies = 0
+            if their_ids:
+                for i in range(0, len(their_ids), 500):
+                    chunk = their_ids[i : i + 500]
+                    replies += (
+                        await conn.execute(delete(M).where(M.c.role == "assistant", M.c.reply_to_id.in_(chunk)))
+                    ).rowcount or 0
+                    await conn.execute(delete(M).where(M.c.id.in_(chunk)))
+            # A private chat with no one's messages left goes entirely (greetings too).
+            empty_private = select(C.c.id).where(
+                C.c.persona_id == persona_id,
+                C.c.kind == "private",
+                ~select(M.c.id).where(M.c.conversation_id == C.c.id, M.c.role == "user").exists(),
+            )
+            await conn.execute(delete(M).where(M.c.conversation_id.in_(empty_private)))
+            mems = (await conn.execute(delete(MEM).where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid))).rowcount
+            await conn.execute(delete(R).where(R.c.persona_id == persona_id, R.c.user_id == uid))
+        return {"messages": len(their_ids), "replies": replies, "memories": mems or 0}
