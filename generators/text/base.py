@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -80,3 +82,19 @@ class TextGenerator(Protocol):
 def estimate_tokens(text: str) -> int:
     """A tokenizer-free estimate: about four characters a token for English text."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def to_second_person(fact: str, user: str) -> str:
+    """'Zoe loves pierogi.' -> 'you love pierogi.'"""
+    out = fact.strip()
+    if user and out.lower().startswith(user.lower() + "'s "):
+        out = "your " + out[len(user) + 3 :]
+    elif user and out.lower().startswith(user.lower() + " "):
+        rest = out[len(user) + 1 :]
+        verb, _, tail = rest.partition(" ")
+        verb = {"is": "are", "has": "have", "was": "were", "does": "do"}.get(
+            verb, verb[:-1] if verb.endswith("s") and not verb.endswith("ss") else verb
+        )
+        out = f"you {verb} {tail}".strip()
+    out = re.sub(r"\btheir\b", "your", out, flags=re.I)
+    return out.rstrip(".") + "."

@@ -87,6 +87,9 @@ def _build(folder, *, with_template: bool = True) -> None:
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; it may be imported already.
+    hub_constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True, raising=False)
 
 
 @pytest.fixture(scope="session")

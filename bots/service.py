@@ -1,0 +1,84 @@
+"""Wiring: settings to database, personas, generators and the persona manager."""
+
+from __future__ import annotations
+
+import logging
+
+from bots.settings import Settings
+from db.migrate import upgrade_async
+from db.store import Store
+from generators.embed import get_embedder
+from generators.text import build_text_generator
+from persona.manager import ManagerConfig, PersonaManager
+from persona.registry import SAMPLES, PersonaRegistry
+from persona.types import IncomingMessage, Reply
+
+log = logging.getLogger(__name__)
+
+
+def registry_for(settings: Settings) -> PersonaRegistry:
+    return PersonaRegistry([SAMPLES, settings.resolved_personas_dir], default=settings.default_persona)
+
+
+class Service:
+    """The characters' service. ``async with Service(settings) as svc:`` sets everything up
+    (creating the data folder and migrating the database) and tears it down cleanly."""
+
+    def __init__(self, settings: Settings | None = None, *, text=None, embedder=None):
+        self.settings = settings or Settings()
+        self._text = text
+        self._embedder = embedder
+        self.store: Store | None = None
+        self.manager: PersonaManager | None = None
+
+    async def __aenter__(self) -> Service:
+        s = self.settings
+        s.ensure_dirs()
+        url = s.resolved_database_url
+        await upgrade_async(url)
+        self.store = Store.from_url(url)
+        registry = registry_for(s)
+        for problem in registry.problems:
+            log.error("skipped persona file %s", problem.error)
+        embedder = self._embedder or get_embedder(s.embed_model)
+        text = self._text or build_text_generator(
+            s.text_backend,
+            model=s.text_model,
+            base_url=s.text_base_url,
+            api_key=s.text_api_key.get_secret_value() if s.text_api_key else None,
+            timeout=s.text_timeout,
+            max_retries=s.text_max_retries,
+            embedder=embedder,
+        )
+        config = ManagerConfig(
+            context_tokens=s.context_tokens,
+            max_tokens=s.text_max_tokens,
+            temperature=s.text_temperature,
+            max_message_chars=s.max_message_chars,
+            memory_every=s.memory_every,
+            memory_recall=s.memory_recall,
+            generation_timeout=s.text_timeout * (s.text_max_retries + 1) + 5,
+        )
+        self.manager = PersonaManager(self.store, registry, text, embedder, config)
+        await self.manager.start()
+        log.info(
+            "vchar ready: %d personas (%s), text backend %s, database %s",
+            len(registry), ", ".join(p.id for p in registry), text.name, _safe_url(url),
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.manager is not None:
+            await self.manager.close()
+        if self.store is not None:
+            await self.store.close()
+
+    async def handle(self, msg: IncomingMessage) -> Reply | None:
+        assert self.manager is not None, "use the service as an async context manager"
+        return await self.manager.handle(msg)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,328 @@
+"""The persona manager: one chat turn from a stored message to a stored reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+from db.store import Incoming, Store
+from generators.embed import Embedder
+from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest, to_second_person
+from persona.card import Persona
+from persona.cleaning import clean_reply
+from persona.lorebook import triggered_entries
+from persona.memory import MemoryStore, extract_facts, parse_model_memories
+from persona.prompt import Turn, build_messages, system_prompt, trim_for_model
+from persona.registry import PersonaRegistry
+from persona.types import IncomingMessage, Reply
+
+log = logging.getLogger(__name__)
+
+MEMORY_QUESTION = re.compile(
+    r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
+)
+
+FALLBACK_LINES = (
+    "Sorry, my head's somewhere else for a second. Say that again in a moment?",
+    "Ugh, give me a minute, my thoughts just scattered. Try me again?",
+)
+
+HELP_TEXT = (
+    "Just talk to me! Commands:\n"
+    "/start - say hello again\n"
+    "/help - this list\n"
+    "/persona - who I am\n"
+    "/memory - what I remember about you\n"
+    "/forget - delete everything I remember about you and our chat history\n"
+    "/selfie [scene], /voice [text], /song [style], /video [text] - media, where this host has it set up"
+)
+
+FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
+
+MEDIA_COMMANDS = {
+    "selfie": "I can't send pictures from here yet, my camera isn't set up on this server.",
+    "voice": "I can't send voice notes here yet, nobody has given me a voice on this server.",
+    "song": "I'd love to make you a song, but my music studio isn't set up here yet.",
+    "video": "Videos aren't set up on this server yet, sorry! Words will have to do.",
+}
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    context_tokens: int = 4096
+    max_tokens: int = 300
+    temperature: float = 0.8
+    max_message_chars: int = 4000
+    memory_every: int = 4
+    memory_recall: int = 5
+    history_rows: int = 60
+    generation_timeout: float = 120.0
+
+
+@dataclass
+class _PersonaState:
+    persona: Persona
+    db_id: int
+    examples: tuple = field(default_factory=tuple)
+
+
+class PersonaManager:
+    """Turns an IncomingMessage into a Reply, persisting both, for any adapter."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: PersonaRegistry,
+        text: TextGenerator,
+        embedder: Embedder,
+        config: ManagerConfig | None = None,
+    ):
+        self.store = store
+        self.registry = registry
+        self.text = text
+        self.embedder = embedder
+        self.config = config or ManagerConfig()
+        self.memory = MemoryStore(store, embedder)
+        self._states: dict[str, _PersonaState] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register every persona in the database and release claims a crash left behind."""
+        for persona in self.registry:
+            await self._state(persona)
+        released = await self.store.release_stale_claims()
+        if released:
+            log.warning("%d messages were being answered when the service stopped; they can be answered again", released)
+
+    async def close(self) -> None:
+        """Wait for background memory work, then close the text backend."""
+        await self.drain()
+        await self.text.aclose()
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _state(self, persona: Persona) -> _PersonaState:
+        st = self._states.get(persona.id)
+        if st is None or st.persona is not persona:
+            db_id = await self.store.ensure_persona(
+                persona.id, persona.name, persona.model_dump(mode="json"), str(self.registry.sources.get(persona.id, ""))
+            )
+            st = _PersonaState(persona, db_id)
+            self._states[persona.id] = st
+        return st
+
+    # -- a turn -----------------------------------------------------------------------
+
+    async def handle(self, msg: IncomingMessage) -> Reply | None:
+        """Store the message, then answer it. None means no reply is due (a duplicate
+        delivery, a blocked person)."""
+        persona = self.registry.get(msg.persona)
+        st = await self._state(persona)
+        incoming = await self.store.store_incoming(
+            st.db_id,
+            platform=msg.platform,
+            chat_id=msg.chat_id,
+            chat_kind=msg.chat_kind,
+            chat_title=msg.chat_title,
+            user_id=msg.user_id,
+            user_name=msg.user_name,
+            text=msg.text,
+            platform_message_id=msg.message_id,
+            reply_to_platform_id=msg.reply_to_message_id,
+            media=[{"kind": a.kind, "mime": a.mime, "name": a.name, "url": a.url, "size": a.size} for a in msg.attachments],
+        )
+        if incoming.state == "duplicate":
+            log.info("message %s in %s:%s was delivered again; already answered", msg.message_id, msg.platform, msg.chat_id)
+            return None
+        if incoming.relationship.blocked:
+            await self.store.mark_incoming(incoming.message_id, "ignored")
+            return None
+        user_name = self._user_name(incoming, msg)
+        command, _, arg = msg.text.strip().partition(" ")
+        if command.startswith("/") and len(command) > 1:
+            name = command[1:].split("@")[0].lower()
+            if name == "forget":
+                await self.forget(st.persona.id, msg.platform, msg.user_id)
+                # Nothing of this exchange is stored: the person asked for it all to go.
+                return Reply(text=FORGOTTEN, chat_id=msg.chat_id, persona=st.persona.id, reply_to_message_id=msg.message_id)
+            text = await self._command(st, incoming, msg, name, arg.strip(), user_name)
+            if text is not None:
+                return await self._finish(st, incoming, msg, text)
+        if MEMORY_QUESTION.search(msg.text):
+            return await self._finish(st, incoming, msg, await self._memory_answer(st, incoming, user_name))
+        return await self._converse(st, incoming, msg, user_name)
+
+    def _user_name(self, incoming: Incoming, msg: IncomingMessage) -> str:
+        for fact in incoming.relationship.facts:
+            if isinstance(fact, dict) and fact.get("kind") == "name":
+                return fact["value"]
+        return msg.user_name or "friend"
+
+    async def _converse(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, user_name: str) -> Reply:
+        persona, cfg = st.persona, self.config
+        # Facts the person states are remembered right away, before the reply.
+        self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
+        history = await self.store.history(incoming.conversation_id, cfg.history_rows, before_id=incoming.message_id)
+        said = trim_for_model(msg.text, cfg.max_message_chars)
+        query = self.embedder.embed([said[:2000]])[0]
+        recalled = await self.memory.recall(
+            st.db_id, incoming.user_id, query, cfg.memory_recall, version=incoming.relationship.memory_version
+        )
+        facts = tuple(t for t, _ in recalled)
+        lore: tuple[str, ...] = ()
+        if persona.lorebook and persona.lorebook.entries:
+            scan = [h.text for h in history[-4:]] + [said]
+            lore = tuple(e.content for e in triggered_entries(persona.lorebook, scan))
+        system = system_prompt(persona, user_name, facts=facts, lore=lore, relationship_note=self._relationship_note(incoming, user_name))
+        turns = [Turn(h.role, h.text) for h in history if h.role in ("user", "assistant") and h.text]
+        budget = cfg.context_tokens - cfg.max_tokens
+        messages = build_messages(
+            system, turns, said, budget_tokens=budget, count_tokens=self.text.count_tokens, group=msg.chat_kind != "private"
+        )
+        request = TextRequest(
+            messages=messages,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            stop=(f"\n{user_name}:", "\nUser:"),
+            char_name=persona.name,
+            user_name=user_name,
+            examples=persona.examples(user_name),
+            greetings=tuple(persona.render(g, user_name) for g in persona.greetings),
+            facts=facts,
+            lore=lore,
+        )
+        started = time.perf_counter()
+        try:
+            raw = await asyncio.wait_for(self.text.generate(request), cfg.generation_timeout)
+        except (TextGenerationError, asyncio.TimeoutError, OSError) as exc:
+            log.error("text backend %s failed for message %d: %s", self.text.name, incoming.message_id, exc or type(exc).__name__)
+            return await self._fallback(st, incoming, msg, str(exc) or type(exc).__name__)
+        except Exception as exc:  # a backend bug must not silence the character
+            log.exception("text backend %s crashed for message %d", self.text.name, incoming.message_id)
+            return await self._fallback(st, incoming, msg, f"{type(exc).__name__}: {exc}")
+        log.debug("generated in %.1f ms", (time.perf_counter() - started) * 1000)
+        text = clean_reply(raw, persona, user_name)
+        if not text:
+            log.warning("reply to message %d was empty after cleaning: %r", incoming.message_id, raw[:200])
+            return await self._fallback(st, incoming, msg, "empty reply after cleaning")
+        reply = await self._finish(st, incoming, msg, text)
+        if self.text.name != "lite" and incoming.relationship.turns_since_memory >= cfg.memory_every:
+            self._spawn(self._remember_model(st, incoming, user_name))
+        return reply
+
+    def _relationship_note(self, incoming: Incoming, user_name: str) -> str:
+        rel = incoming.relationship
+        if rel.message_count <= 1:
+            return f"This is the first time {user_name} has talked to you."
+        return f"You have exchanged {rel.message_count} messages with {user_name} since {rel.first_seen:%B %Y}."
+
+    async def _finish(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, text: str) -> Reply:
+        rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, text)
+        return Reply(text=text, chat_id=msg.chat_id, persona=st.persona.id, reply_to_message_id=msg.message_id, message_db_id=rid)
+
+    async def _fallback(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, error: str) -> Reply:
+        """An in-character stand-in; the message stays "failed" so a redelivery or retry answers it."""
+        text = FALLBACK_LINES[incoming.message_id % len(FALLBACK_LINES)]
+        rid = await self.store.store_reply(
+            incoming.conversation_id, incoming.message_id, text, status="fallback", incoming_status="failed", error=error[:2000]
+        )
+        return Reply(text=text, chat_id=msg.chat_id, persona=st.persona.id, reply_to_message_id=msg.message_id,
+                     fallback=True, message_db_id=rid)
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def _command(
+        self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, name: str, arg: str, user_name: str
+    ) -> str | None:
+        p = st.persona
+        if name == "start":
+            return p.render(p.greetings[0], user_name) if p.greetings else f"Hi, I'm {p.name}!"
+        if name == "help":
+            return HELP_TEXT
+        if name == "persona":
+            about = p.render(p.description.strip(), user_name) or f"I'm {p.name}."
+            return f"{p.name}\n{about}"
+        if name in ("memory", "memories"):
+            return await self._memory_answer(st, incoming, user_name)
+        if name in MEDIA_COMMANDS:
+            return MEDIA_COMMANDS[name]
+        return None  # not a command of ours: treat it as chat
+
+    async def _memory_answer(self, st: _PersonaState, incoming: Incoming, user_name: str) -> str:
+        rows = await self.store.list_memories(st.db_id, incoming.user_id, limit=12)
+        if not rows:
+            return f"Hmm, I don't think you've told me much about yourself yet, {user_name}. Tell me something?"
+        lines = "\n".join(f"- {to_second_person(r.text, user_name)}" for r in rows)
+        return f"Here's what I remember about you, {user_name}:\n{lines}\n(Say /forget and I'll let all of it go.)"
+
+    async def forget(self, persona_id: str, platform: str, platform_user_id: str) -> dict[str, int] | None:
+        """Delete everything a persona holds about a person. None if it never met them."""
+        st = await self._state(self.registry.get(persona_id))
+        uid = await self.store.find_user(platform, platform_user_id)
+        if uid is None:
+            return None
+        await self.drain()  # memory work in flight must not re-add what is deleted
+        counts = await self.store.forget_user(st.db_id, uid)
+        self.memory.forget(st.db_id, uid)
+        log.info("forgot %s:%s for %s: %s", platform, platform_user_id, persona_id, counts)
+        return counts
+
+    # -- memory -----------------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _remember_rules(self, st: _PersonaState, incoming: Incoming, text: str, user_name: str) -> None:
+        try:
+            facts = extract_facts(text[: self.config.max_message_chars], user_name if user_name != "friend" else "")
+            if not facts:
+                return
+            name = next((f.name for f in facts if f.name), None)
+            if name:
+                rel_facts = [f for f in incoming.relationship.facts if not (isinstance(f, dict) and f.get("kind") == "name")]
+                await self.store.update_relationship(
+                    st.db_id, incoming.user_id, facts=[*rel_facts, {"kind": "name", "value": name}]
+                )
+            await self.memory.add(
+                st.db_id, incoming.user_id, [(f.text, f.importance, "fact") for f in facts], incoming.message_id
+            )
+        except Exception:
+            log.exception("could not store memories from message %d", incoming.message_id)
+
+    async def _remember_model(self, st: _PersonaState, incoming: Incoming, user_name: str) -> None:
+        """Every few turns: ask the model for a summary and the facts it noticed."""
+        try:
+            await self.store.reset_memory_counter(st.db_id, incoming.user_id)
+            history = await self.store.history(incoming.conversation_id, self.config.memory_every * 2 + 2)
+            transcript = "\n".join(
+                f"{user_name if h.role == 'user' else st.persona.name}: {h.text[:500]}" for h in history
+            )
+            request = TextRequest(
+                messages=(
+                    ChatMessage("system", "You write memory notes for a character. Answer with JSON only."),
+                    ChatMessage(
+                        "user",
+                        f"Conversation:\n{transcript}\n\nReturn {{\"summary\": one sentence on what {user_name} and "
+                        f"{st.persona.name} talked about, \"facts\": [short third-person facts about {user_name}, "
+                        f"using the name {user_name}]}}.",
+                    ),
+                ),
+                max_tokens=200,
+                temperature=0.2,
+            )
+            summary, facts = parse_model_memories(await self.text.generate(request))
+            items = [(f, 0.7, "fact") for f in facts]
+            if summary:
+                items.append((summary, 0.4, "summary"))
+            await self.memory.add(st.db_id, incoming.user_id, items, incoming.message_id)
+        except Exception as exc:
+            log.warning("memory summary for message %d failed: %s", incoming.message_id, exc)
