@@ -50,6 +50,7 @@ __all__ = [
     "VCHAR_EXTENSION",
     "card_from_bytes",
     "card_from_dict",
+    "card_png_bytes",
     "card_to_dict",
     "export_card",
     "import_card",
@@ -116,19 +117,26 @@ def card_from_bytes(data: bytes, source: str | Path) -> Persona:
     if len(data) > MAX_CARD_BYTES:
         raise PersonaError(source, f"card is larger than {MAX_CARD_BYTES // (1024 * 1024)} MB; refusing to load it")
     if data.startswith(PNG_SIGNATURE):
-        return card_from_dict(_card_json_from_png(data, source), source)
+        return _card_from_obj(_card_json_from_png(data, source), source)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise PersonaError(source, "not a character card: neither a PNG nor UTF-8 JSON text") from None
-    return card_from_dict(_parse_json(text, source, None), source)
+    return _card_from_obj(_parse_json(text, source, None), source)
 
 
 def card_from_dict(obj: Any, source: str | Path) -> Persona:
-    """Turn a parsed card (V1, V2 or V3 JSON object) into a :class:`Persona`."""
+    """Turn a parsed card (V1, V2 or V3 JSON object) into a :class:`Persona`.
+
+    ``obj`` is not modified, and the persona shares no mutable parts with it.
+    """
+    return _card_from_obj(copy.deepcopy(obj), source)
+
+
+def _card_from_obj(obj: Any, source: str | Path) -> Persona:
+    """Like :func:`card_from_dict`, for an object the caller hands over (no copy)."""
     if not isinstance(obj, dict):
         raise PersonaError(source, f"not a character card: expected a JSON object, got {_type_name(obj)}")
-    obj = copy.deepcopy(obj)
     spec = obj.get("spec")
     if "data" in obj or spec is not None:
         if spec is None or spec == V2_SPEC:
@@ -594,9 +602,11 @@ def _base_png(persona: Persona, image: Any) -> bytes:
         list(_iter_chunks(raw, source))  # fail early on a broken PNG
         return raw
     try:
+        from PIL import ImageOps
+
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
-            return _to_png(im)
+            return _to_png(ImageOps.exif_transpose(im))  # phone photos stand upright
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
         raise PersonaError(source, f"not an image Pillow can read: {exc}") from None
 

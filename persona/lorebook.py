@@ -69,6 +69,10 @@ class KeyMatcher:
         return self.pattern.search(text.raw) is not None
 
 
+# Non-ASCII letters that re.IGNORECASE matches to an ASCII letter but str.lower() keeps apart.
+_ASCII_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
 class _Text:
     """Scanned text, lower-cased once for the substring pre-checks."""
 
@@ -81,7 +85,7 @@ class _Text:
     @property
     def lower(self) -> str:
         if self._lower is None:
-            self._lower = self.raw.lower()
+            self._lower = self.raw.translate(_ASCII_FOLD).lower()
         return self._lower
 
 
@@ -113,7 +117,8 @@ def compile_key(key: str, case_sensitive: bool = False, whole_words: bool = True
         if _is_word_char(key[-1]):
             body += r"(?!\w)"
     pattern = re.compile(body, 0 if case_sensitive else re.IGNORECASE)
-    # str.lower() and re's case folding agree for ASCII; other keys skip the pre-check
+    # for ASCII keys the lower-cased text (see _ASCII_FOLD) must contain every word;
+    # other keys skip the pre-check, where str.lower() and re's folding may differ
     if case_sensitive:
         needles = tuple(words)
     elif key.isascii():

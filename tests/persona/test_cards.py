@@ -478,12 +478,14 @@ def test_png_export_without_image_draws_a_portrait_with_both_chunks(tmp_path):
     assert cards["ccv3"]["data"]["name"] == "Lumi Starfall"
 
 
-def test_png_export_converts_a_jpeg_portrait(tmp_path):
+def test_png_export_converts_a_jpeg_portrait_upright(tmp_path):
     jpg = tmp_path / "face.jpg"
-    Image.new("RGB", (300, 450), (10, 120, 200)).save(jpg, format="JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # camera held sideways: viewers rotate 90 degrees
+    Image.new("RGB", (450, 300), (10, 120, 200)).save(jpg, format="JPEG", exif=exif)
     out = export_card(Persona(name="Jo"), tmp_path / "jo.png", image=jpg.read_bytes())
     with Image.open(out) as im:
-        assert im.size == (300, 450)
+        assert im.format == "PNG" and im.size == (300, 450)
     assert import_card(out).name == "Jo"
 
 

@@ -23,6 +23,8 @@ def test_keys_match_whole_words_ignoring_case():
     assert fired(book, "cats everywhere") == []  # whole words only
     assert fired(book, "we entered the dark\n  forest at dusk") == ["FOREST"]
     assert fired(book, "the DARK FOREST.") == ["FOREST"]
+    # Unicode case folding: the dotted capital I (Turkish) still matches "i"
+    assert fired(Lorebook(entries=[entry(["istanbul"], "CITY")]), "İSTANBUL'a gittik") == ["CITY"]
 
 
 def test_case_sensitive_entries():

@@ -1,0 +1,199 @@
+"""The persona manager end to end on both databases, with the lite backend and the real embedder."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from db.models import Message
+from generators.text.base import TextGenerationError, TextRequest, estimate_tokens
+from generators.text.lite import LiteTextGenerator
+from persona.manager import FALLBACK_LINES, FORGOTTEN, ManagerConfig, PersonaManager
+from persona.registry import SAMPLES, PersonaRegistry
+from persona.types import IncomingMessage
+
+
+class ScriptedText:
+    """A text backend that records prompts and answers from a script (or fails)."""
+
+    name = "scripted"
+
+    def __init__(self, replies=None, fail: Exception | None = None):
+        self.replies = list(replies or [])
+        self.fail = fail
+        self.requests: list[TextRequest] = []
+
+    async def generate(self, request: TextRequest) -> str:
+        self.requests.append(request)
+        if self.fail is not None:
+            raise self.fail
+        return self.replies.pop(0) if self.replies else "Sure thing!"
+
+    async def stream(self, request):
+        yield await self.generate(request)
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def msg(text: str, *, user="u1", chat=None, mid=None, name="Zoe", kind="private") -> IncomingMessage:
+    return IncomingMessage(
+        platform="telegram", chat_id=chat or f"chat-{user}", user_id=user, user_name=name, text=text,
+        message_id=mid or uuid.uuid4().hex, persona="mira", chat_kind=kind,
+    )
+
+
+@pytest.fixture
+def registry():
+    return PersonaRegistry([SAMPLES])
+
+
+async def make(store, registry, embedder, text=None, **cfg):
+    m = PersonaManager(store, registry, text or LiteTextGenerator(embedder), embedder, ManagerConfig(**cfg))
+    await m.start()
+    return m
+
+
+async def test_reply_is_in_character_and_both_sides_are_stored(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    reply = await m.handle(msg("What's your favourite food?"))
+    await m.drain()
+    assert reply is not None and not reply.fallback
+    assert "pork buns" in reply.text  # from the card's own example dialogue
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(Message.role, Message.text, Message.status).order_by(Message.id))).all()
+    assert [(r.role, r.status) for r in rows] == [("user", "answered"), ("assistant", "sent")]
+    assert rows[1].text == reply.text
+
+
+async def test_same_platform_message_twice_is_answered_once(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    first = await m.handle(msg("hello there", mid="42"))
+    again = await m.handle(msg("hello there", mid="42"))
+    assert first is not None and again is None
+    assert await store.count_messages() == 2
+
+
+async def test_concurrent_redelivery_answers_once(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    results = await asyncio.gather(*(m.handle(msg("tell me a joke", mid="7")) for _ in range(6)))
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_fact_is_remembered_and_recalled_into_the_prompt(store, registry, embedder):
+    m = await make(store, registry, embedder, text=ScriptedText())
+    await m.handle(msg("Hi, I am Zoe and I love pierogi"))
+    await m.drain()
+    text = m.text
+    await m.handle(msg("What should I cook for dinner tonight, any pierogi ideas?"))
+    system = text.requests[-1].messages[0].content
+    assert "Zoe loves pierogi." in system
+    assert "Zoe loves pierogi." in text.requests[-1].facts
+
+
+async def test_memory_survives_a_new_manager(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    await m.handle(msg("Hi, I am Zoe and I love pierogi"))
+    await m.close()
+    m2 = await make(store, registry, embedder)  # a restart: fresh caches, same database
+    reply = await m2.handle(msg("do you remember what food I love?"))
+    assert "pierogi" in reply.text.lower()
+    listing = await m2.handle(msg("/memory"))
+    assert "you love pierogi" in listing.text and "your name is Zoe" in listing.text
+
+
+async def test_forget_deletes_history_and_memories(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    await m.handle(msg("I live in Gdansk and I love sailing", user="a", name="Ala"))
+    await m.handle(msg("I love jazz", user="b", name="Bo"))
+    await m.drain()
+    reply = await m.handle(msg("/forget", user="a", name="Ala"))
+    assert reply.text == FORGOTTEN
+    a = await store.find_user("telegram", "a")
+    b = await store.find_user("telegram", "b")
+    pid = await store.persona_id("mira")
+    assert await store.count_messages(user_id=a) == 0
+    assert await store.list_memories(pid, a) == []
+    assert await store.relationship(pid, a) is None
+    assert [r.text for r in await store.list_memories(pid, b)] == ["Bo loves jazz."]
+    # The character starts over with the person, and recall has no stale cache.
+    again = await m.handle(msg("what do you remember about me?", user="a", name="Ala"))
+    assert "sailing" not in again.text and "Gdansk" not in again.text
+
+
+async def test_dead_backend_gives_an_in_character_fallback_and_keeps_the_message(store, registry, embedder):
+    m = await make(store, registry, embedder, text=ScriptedText(fail=TextGenerationError("connection refused")))
+    reply = await m.handle(msg("are you there?", mid="m1"))
+    assert reply.fallback and reply.text in FALLBACK_LINES
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(Message.status, Message.error, Message.text).where(Message.role == "user"))).one()
+    assert row.status == "failed" and "connection refused" in row.error and row.text == "are you there?"
+    # The backend recovers and the same message is delivered again: now it is answered.
+    m.text = ScriptedText(["Yes, I'm here!"])
+    retry = await m.handle(msg("are you there?", mid="m1"))
+    assert retry.text == "Yes, I'm here!" and not retry.fallback
+    assert await m.handle(msg("are you there?", mid="m1")) is None
+
+
+async def test_crashing_backend_also_falls_back(store, registry, embedder):
+    m = await make(store, registry, embedder, text=ScriptedText(fail=ZeroDivisionError("bug")))
+    reply = await m.handle(msg("hi"))
+    assert reply.fallback
+
+
+async def test_huge_message_is_stored_whole_and_trimmed_for_the_model(store, registry, embedder):
+    text = ScriptedText()
+    m = await make(store, registry, embedder, text=text, max_message_chars=500)
+    huge = "word " * 20000
+    await m.handle(msg(huge))
+    sent = text.requests[-1].messages[-1].content
+    assert len(sent) < 700 and "message trimmed" in sent
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(select(Message.text).where(Message.role == "user"))).scalar_one()
+    assert stored == huge
+
+
+async def test_model_reply_is_cleaned(store, registry, embedder):
+    raw = "Mira: Oh wow, pierogi! As an AI language model I cannot eat. I'd eat ten.\nZoe: haha\nMira: more"
+    m = await make(store, registry, embedder, text=ScriptedText([raw]))
+    reply = await m.handle(msg("I love pierogi"))
+    assert reply.text == "Oh wow, pierogi! I'd eat ten."
+
+
+async def test_history_reaches_the_model_within_the_budget(store, registry, embedder):
+    text = ScriptedText()
+    m = await make(store, registry, embedder, text=text, context_tokens=1200, max_tokens=200)
+    for i in range(40):
+        await m.handle(msg(f"message number {i} " + "blah " * 30))
+    req = text.requests[-1]
+    total = sum(estimate_tokens(x.content) for x in req.messages)
+    assert total <= 1200 - 200
+    assert "message number 39" in req.messages[-1].content
+    assert any("message number 38" in x.content for x in req.messages[1:-1])
+    assert not any("message number 0 " in x.content for x in req.messages)  # oldest dropped
+
+
+async def test_commands(store, registry, embedder):
+    m = await make(store, registry, embedder)
+    start = await m.handle(msg("/start"))
+    assert start.text == registry.get("mira").greetings[0]
+    assert "/forget" in (await m.handle(msg("/help"))).text
+    assert "Mira Vale" in (await m.handle(msg("/persona"))).text
+    selfie = await m.handle(msg("/selfie at the beach"))
+    assert "camera" in selfie.text and not selfie.fallback
+
+
+async def test_lorebook_entry_reaches_the_prompt(store, registry, embedder):
+    text = ScriptedText()
+    m = await make(store, registry, embedder, text=text)
+    await m.handle(msg("how is your cat Comet doing?"))
+    assert any("one-eared ginger" in x for x in text.requests[-1].lore)
+    assert "one-eared ginger" in text.requests[-1].messages[0].content
+    await m.handle(msg("what did you have for lunch", user="other"))
+    assert not any("one-eared" in x for x in text.requests[-1].lore)
