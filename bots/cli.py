@@ -171,7 +171,9 @@ def persona_export(
         image = None
         if suffix == ".png" and p.identity.portraits and Path(p.identity.portraits[0]).is_file():
             image = Path(p.identity.portraits[0])
-        export_card(p, output, spec=spec, image=image)
+        from persona.registry import shareable
+
+        export_card(shareable(p), output, spec=spec, image=image)
     else:
         _fail(f"{output}: use a .json, .png or .yaml file name")
     out.print(f"wrote {output}")

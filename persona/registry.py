@@ -93,6 +93,8 @@ def install_persona(source: Path, folder: Path, *, overwrite: bool = False) -> t
     Nothing is written unless the whole file loads.
     """
     persona = load_persona_file(source)
+    if source.suffix.lower() in (".json", ".png"):
+        persona = strip_local_identity(persona)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{persona.id}.yaml"
     if target.exists() and not overwrite:
@@ -109,3 +111,21 @@ def install_persona(source: Path, folder: Path, *, overwrite: bool = False) -> t
     tmp.write_text(dump_persona_yaml(persona), encoding="utf-8")
     tmp.replace(target)
     return persona, target
+
+
+def strip_local_identity(persona: Persona) -> Persona:
+    """A card from elsewhere may not point at this machine's files or claim a voice
+    consent: its portraits and voice sample are dropped on import."""
+    ident = persona.identity
+    if ident.portraits or ident.voice.sample or ident.voice.consent:
+        log.warning("%s: the card's portrait and voice-sample paths and consent record were not imported", persona.id)
+        ident = ident.model_copy(update={"portraits": [], "voice": ident.voice.model_copy(update={"sample": None, "consent": None})})
+        persona = persona.model_copy(update={"identity": ident})
+    return persona
+
+
+def shareable(persona: Persona) -> Persona:
+    """The persona as it may leave this machine: no local paths, no consent record."""
+    ident = persona.identity
+    ident = ident.model_copy(update={"portraits": [], "voice": ident.voice.model_copy(update={"sample": None, "consent": None})})
+    return persona.model_copy(update={"identity": ident})
