@@ -41,6 +41,11 @@ class ScriptedText:
     async def aclose(self) -> None:
         pass
 
+    @property
+    def chat_requests(self) -> list[TextRequest]:
+        """Requests for replies (not the background memory summaries)."""
+        return [r for r in self.requests if r.char_name]
+
 
 def msg(text: str, *, user="u1", chat=None, mid=None, name="Zoe", kind="private") -> IncomingMessage:
     return IncomingMessage(
@@ -92,9 +97,9 @@ async def test_fact_is_remembered_and_recalled_into_the_prompt(store, registry, 
     await m.drain()
     text = m.text
     await m.handle(msg("What should I cook for dinner tonight, any pierogi ideas?"))
-    system = text.requests[-1].messages[0].content
+    system = text.chat_requests[-1].messages[0].content
     assert "Zoe loves pierogi." in system
-    assert "Zoe loves pierogi." in text.requests[-1].facts
+    assert "Zoe loves pierogi." in text.chat_requests[-1].facts
 
 
 async def test_memory_survives_a_new_manager(store, registry, embedder):
@@ -152,7 +157,7 @@ async def test_huge_message_is_stored_whole_and_trimmed_for_the_model(store, reg
     m = await make(store, registry, embedder, text=text, max_message_chars=500)
     huge = "word " * 20000
     await m.handle(msg(huge))
-    sent = text.requests[-1].messages[-1].content
+    sent = text.chat_requests[-1].messages[-1].content
     assert len(sent) < 700 and "message trimmed" in sent
     async with store.engine.connect() as conn:
         stored = (await conn.execute(select(Message.text).where(Message.role == "user"))).scalar_one()
@@ -168,12 +173,12 @@ async def test_model_reply_is_cleaned(store, registry, embedder):
 
 async def test_history_reaches_the_model_within_the_budget(store, registry, embedder):
     text = ScriptedText()
-    m = await make(store, registry, embedder, text=text, context_tokens=1200, max_tokens=200)
+    m = await make(store, registry, embedder, text=text, context_tokens=2400, max_tokens=200)
     for i in range(40):
         await m.handle(msg(f"message number {i} " + "blah " * 30))
-    req = text.requests[-1]
+    req = text.chat_requests[-1]
     total = sum(estimate_tokens(x.content) for x in req.messages)
-    assert total <= 1200 - 200
+    assert total <= 2400 - 200
     assert "message number 39" in req.messages[-1].content
     assert any("message number 38" in x.content for x in req.messages[1:-1])
     assert not any("message number 0 " in x.content for x in req.messages)  # oldest dropped
@@ -193,7 +198,7 @@ async def test_lorebook_entry_reaches_the_prompt(store, registry, embedder):
     text = ScriptedText()
     m = await make(store, registry, embedder, text=text)
     await m.handle(msg("how is your cat Comet doing?"))
-    assert any("one-eared ginger" in x for x in text.requests[-1].lore)
-    assert "one-eared ginger" in text.requests[-1].messages[0].content
+    assert any("one-eared ginger" in x for x in text.chat_requests[-1].lore)
+    assert "one-eared ginger" in text.chat_requests[-1].messages[0].content
     await m.handle(msg("what did you have for lunch", user="other"))
-    assert not any("one-eared" in x for x in text.requests[-1].lore)
+    assert not any("one-eared" in x for x in text.chat_requests[-1].lore)
