@@ -129,7 +129,6 @@ class Store:
             user_id = (
                 await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
             ).scalar_one()
-        self._users[key] = user_id
         return user_id
 
     async def _conversation_id(
@@ -152,7 +151,6 @@ class Store:
                     select(C.c.id).where(C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat)
                 )
             ).scalar_one()
-        self._convs[key] = cid
         return cid
 
     async def store_incoming(
@@ -220,13 +218,17 @@ class Store:
                     update(C).where(C.c.id == cid).values(last_message_at=now)
                 )
             rel = await self._touch_relationship(conn, persona_id, uid, now, count=(state == "new" and count_turn))
+        # Cache only committed ids: a concurrent turn must never reference a row another
+        # transaction may still roll back (a foreign-key error on PostgreSQL).
+        self._users[(platform, user_id)] = uid
+        self._convs[(persona_id, platform, chat_id)] = cid
         return Incoming(mid, cid, uid, rel, state)
 
     async def _touch_relationship(self, conn: AsyncConnection, persona_id: int, uid: int, now: datetime, count: bool) -> RelationshipRow:
         inc = 1 if count else 0
         stmt = self._insert(R).values(
             persona_id=persona_id, user_id=uid, first_seen=now, last_seen=now, message_count=inc,
-            affinity=0.0, facts=[], consent={}, blocked=False, memory_version=0, turns_since_memory=inc,
+            affinity=0.01 * inc, facts=[], consent={}, blocked=False, memory_version=0, turns_since_memory=inc,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[R.c.persona_id, R.c.user_id],
@@ -398,8 +400,10 @@ class Store:
         character's replies to them, their memories, and the relationship itself."""
         async with self.engine.begin() as conn:
             conv_ids = select(C.c.id).where(C.c.persona_id == persona_id).scalar_subquery()
-            theirs = select(M.c.id).where(M.c.conversation_id.in_(conv_ids), M.c.user_id == uid)
-            their_ids = [r[0] for r in (await conn.execute(theirs)).all()]
+            theirs = select(M.c.id, M.c.conversation_id).where(M.c.conversation_id.in_(conv_ids), M.c.user_id == uid)
+            rows = (await conn.execute(theirs)).all()
+            their_ids = [r[0] for r in rows]
+            their_convs = sorted({r[1] for r in rows})
             replies = 0
             if their_ids:
                 for i in range(0, len(their_ids), 500):
@@ -410,7 +414,7 @@ class Store:
                     await conn.execute(delete(M).where(M.c.id.in_(chunk)))
             # A private chat with no one's messages left goes entirely (greetings too).
             empty_private = select(C.c.id).where(
-                C.c.persona_id == persona_id,
+                C.c.id.in_(their_convs),
                 C.c.kind == "private",
                 ~select(M.c.id).where(M.c.conversation_id == C.c.id, M.c.role == "user").exists(),
             )

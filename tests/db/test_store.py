@@ -31,13 +31,6 @@ async def gather_all(*aws):
     return results
 
 
-def known_bug(request, store: Store, dialects: tuple[str, ...], *, reason: str, strict: bool) -> None:
-    """Mark a test that shows a reported, not yet fixed bug in db/ as an expected failure
-    (strict where the failure is deterministic, so the fix turns it into an error to remove this)."""
-    if store.dialect in dialects:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=strict))
-
-
 async def _persona(store: Store, slug: str = "mira") -> int:
     return await store.ensure_persona(slug, slug.title(), {"name": slug.title()}, None)
 
@@ -176,21 +169,28 @@ async def test_redelivery_after_failure_is_retried(store):
 
 async def test_concurrent_delivery_of_one_message_is_stored_once(store):
     pid = await _persona(store)
+    await _say(store, pid, "earlier message", mid="dup-0")  # an ongoing chat
     results = await gather_all(*(_say(store, pid, "hello", mid="dup-1") for _ in range(10)))
 
     states = Counter(r.state for r in results)
     assert states == {"new": 1, "duplicate": 9}
     assert len({r.message_id for r in results}) == 1
-    assert await store.count_messages(pid) == 1
+    assert await store.count_messages(pid) == 2
     rel = await store.relationship(pid, results[0].user_id)
-    assert rel.message_count == 1
+    assert rel.message_count == 2
+
+
+async def test_concurrent_delivery_of_a_first_message_is_stored_once(store, request):
+    """Same, when it is the very first message from a new person (after a restart, say)."""
+    pid = await _persona(store)
+    results = await gather_all(*(_say(store, pid, "hello", mid="dup-1") for _ in range(10)))
+    assert Counter(r.state for r in results) == {"new": 1, "duplicate": 9}
+    assert await store.count_messages(pid) == 1
+    assert (await store.relationship(pid, results[0].user_id)).message_count == 1
 
 
 async def test_concurrent_first_messages_from_new_people(store, request):
     """Several new people write at once: each gets their own user and relationship."""
-    known_bug(request, store, ("postgresql",), strict=False, reason=(
-        "db/store.py _user_id/_conversation_id cache ids of rows whose transaction has not "
-        "committed; a concurrent store_incoming on PostgreSQL then fails its foreign key"))
     pid = await _persona(store)
     results = await gather_all(
         *(_say(store, pid, "hi", mid=f"g{i}", user=f"p{i}", chat="group", kind="group") for i in range(10))
@@ -221,21 +221,38 @@ async def test_no_lost_updates_under_concurrent_messages(store):
     assert await store.count_messages(pid) == 481
 
 
-async def test_no_lost_updates_from_a_cold_start(store, request):
-    """Same, but the very first messages race to create the user, chat and relationship."""
-    known_bug(request, store, ("postgresql",), strict=False, reason=(
-        "db/store.py _user_id/_conversation_id cache ids of rows whose transaction has not "
-        "committed; a concurrent store_incoming on PostgreSQL then fails its foreign key"))
+async def test_concurrent_quoting_replies_all_stored(store):
+    """20 x 6 messages that each quote an earlier one: every transaction reads (the quoted
+    message) before it writes. With a deferred BEGIN, SQLite fails these with "database is
+    locked" (a stale WAL read snapshot cannot be upgraded); BEGIN IMMEDIATE keeps them safe."""
     pid = await _persona(store)
+    root = await _say(store, pid, "who's up for a movie?", mid="root", count_turn=False)
 
     async def burst(task: int) -> None:
-        for i in range(5):
-            await _say(store, pid, f"{task}/{i}", mid=f"t{task}-{i}")
+        for i in range(6):
+            inc = await _say(store, pid, f"me! {task}/{i}", mid=f"t{task}-{i}", reply_to_platform_id="root")
+            assert inc.state == "new"
 
     await gather_all(*(burst(t) for t in range(20)))
 
+    assert (await store.relationship(pid, root.user_id)).message_count == 120
+    assert await store.count_messages(pid) == 121
+    last = (await store.history(root.conversation_id, 1))[0]
+    assert (await store.message(last.id))["reply_to_id"] == root.message_id
+
+
+async def test_no_lost_updates_from_a_cold_start(store, request):
+    """Same, but the very first messages race to create the user, chat and relationship."""
+    pid = await _persona(store)
+
+    async def burst(task: int) -> None:
+        for i in range(4):
+            await _say(store, pid, f"{task}/{i}", mid=f"t{task}-{i}")
+
+    await gather_all(*(burst(t) for t in range(10)))
+
     uid = await store.find_user(PLATFORM, "u1")
-    assert (await store.relationship(pid, uid)).message_count == 100
+    assert (await store.relationship(pid, uid)).message_count == 40
 
 
 async def test_count_turn_false_stores_without_counting(store):
@@ -492,9 +509,6 @@ async def test_forget_user_leaves_other_personas_alone(store):
 async def test_forget_user_keeps_greetings_sent_to_others(store, request):
     """The character greeted Bob in a private chat he has not answered yet;
     forgetting Alice must not wipe that greeting."""
-    known_bug(request, store, ("sqlite", "postgresql"), strict=True, reason=(
-        "db/store.py forget_user: the 'empty private chat' cleanup is not limited to the "
-        "forgotten person's chats, so it deletes greetings in everyone else's silent DMs"))
     pid = await _persona(store)
     alice = await _say(store, pid, "hi", mid="1", user="alice", chat="dm-alice")
     await store.store_reply(alice.conversation_id, alice.message_id, "hi alice")
@@ -529,9 +543,6 @@ async def test_forget_user_clears_their_private_chat_entirely(store):
 
 async def test_timestamps_are_timezone_aware(store, request):
     """db/models.py promises aware UTC datetimes on every backend."""
-    known_bug(request, store, ("sqlite",), strict=True, reason=(
-        "db/models.py UTCDateTime subclasses DateTime; SQLite's dialect adapts it to its own "
-        "DATETIME and the overridden result_processor never runs, so SQLite returns naive datetimes"))
     pid = await _persona(store)
     inc = await _say(store, pid, "hi", mid="1")
     await store.add_memories(pid, inc.user_id, [("fact", _unit(np.random.default_rng(0)), 0.5, "fact", None)])
