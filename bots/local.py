@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import sys
@@ -51,8 +52,14 @@ class TerminalAdapter(Adapter):
 
     def working(self, chat_id: str):
         if self._console is not None:
-            return self._console.status(f"[dim]{self.char_name or 'typing'} is typing…[/dim]", spinner="dots")
+            return self._typing()
         return super().working(chat_id)
+
+    @contextlib.asynccontextmanager
+    async def _typing(self):
+        assert self._console is not None
+        with self._console.status(f"[dim]{self.char_name or 'typing'} is typing…[/dim]", spinner="dots"):
+            yield
 
     async def send_text(self, chat_id: str, text: str, reply_to: str | None = None) -> None:
         if self._console is not None:
@@ -64,8 +71,8 @@ class TerminalAdapter(Adapter):
             self.stdout.flush()
 
     async def _read_line(self) -> str | None:
-        if self._console is not None:
-            try:
+        if self._console is not None and self.stdin is sys.stdin:
+            try:  # input() keeps line editing and history in a real terminal
                 return await asyncio.to_thread(self._console.input, "[bold cyan]you[/]: ")
             except EOFError:
                 return None
