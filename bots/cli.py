@@ -74,12 +74,27 @@ async def _chat(settings: Settings, persona: str | None, user: str | None) -> in
 @app.command()
 def run(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     """Start the characters' service: every configured platform; with none, the terminal chat."""
-    settings = _settings(verbose, quiet=sys.stdin.isatty())
-    err.print(f"[dim]data: {settings.data_dir} - text backend: {settings.text_backend} - no platform tokens set, chatting in the terminal[/dim]")
+    from bots.service import platform_adapters, serve
+
+    settings = _settings(verbose)
+    adapters = platform_adapters(settings)
+    if not adapters:
+        _setup_logging("DEBUG" if verbose else ("WARNING" if sys.stdin.isatty() else settings.log_level))
+        err.print(f"[dim]data: {settings.data_dir} - text backend: {settings.text_backend} - no platform tokens set, chatting in the terminal[/dim]")
+        try:
+            asyncio.run(_chat(settings, None, None))
+        except KeyboardInterrupt:
+            pass
+        return
+    err.print(f"[dim]data: {settings.data_dir} - text backend: {settings.text_backend} - platforms: "
+              f"{', '.join(a.platform for a in adapters)} (Ctrl-C stops)[/dim]")
     try:
-        asyncio.run(_chat(settings, None, None))
+        asyncio.run(serve(settings, adapters))
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # a bad token, an unreachable platform: say so, no traceback
+        logging.getLogger("vchar").debug("service failed", exc_info=True)
+        _fail(f"{type(exc).__name__}: {exc}")
 
 
 @app.command()

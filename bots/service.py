@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 from bots.settings import Settings
 from db.migrate import upgrade_async
@@ -82,3 +84,64 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def platform_adapters(settings: Settings) -> list:
+    """The platform adapters the settings configure (none: the terminal chat is used)."""
+    adapters = []
+    if settings.telegram_token is not None:
+        from bots.telegram import TelegramAdapter
+
+        adapters.append(
+            TelegramAdapter(
+                settings.telegram_token.get_secret_value(),
+                settings.telegram_persona or settings.default_persona,
+                api_url=settings.telegram_api_url,
+                admin_ids=settings.telegram_admin_ids,
+                webhook_url=settings.telegram_webhook_url,
+                webhook_listen=settings.telegram_webhook_listen,
+                webhook_port=settings.telegram_webhook_port,
+                webhook_path=settings.telegram_webhook_path,
+                webhook_secret=settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else None,
+                poll_timeout=settings.telegram_poll_timeout,
+                max_retries=settings.telegram_max_retries,
+            )
+        )
+    if settings.discord_token is not None:
+        from bots.discord_adapter import DiscordAdapter
+
+        adapters.append(
+            DiscordAdapter(
+                settings.discord_token.get_secret_value(),
+                settings.discord_persona or settings.default_persona,
+                api_url=settings.discord_api_url,
+                gateway_url=settings.discord_gateway_url,
+            )
+        )
+    return adapters
+
+
+async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None = None) -> None:
+    """Run the service with the given platform adapters until ``stop`` is set (or SIGINT/SIGTERM)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not supported
+            pass
+    async with Service(settings) as svc:
+        started = []
+        try:
+            for adapter in adapters:
+                await adapter.start(svc.handle)
+                started.append(adapter)
+                log.info("%s adapter live for persona %s", adapter.platform, adapter.persona or "(default)")
+            await stop.wait()
+        finally:
+            # Adapters finish the replies in flight while the manager and database are still up.
+            for adapter in reversed(started):
+                try:
+                    await adapter.stop()
+                except Exception:
+                    log.exception("stopping the %s adapter failed", adapter.platform)

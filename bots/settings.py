@@ -46,6 +46,26 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Telegram (python-telegram-bot): set a token and the character is live there.
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Bot API server (self-hosted or official).")
+    telegram_persona: str | None = Field(default=None, description="Persona the Telegram bot speaks for (default persona if unset).")
+    telegram_admin_ids: list[int] = Field(default_factory=list)
+    telegram_webhook_url: str | None = Field(default=None, description="Public URL for webhook mode; long polling when unset.")
+    telegram_webhook_listen: str = "127.0.0.1"
+    telegram_webhook_port: int = 8443
+    telegram_webhook_path: str = "telegram"
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_poll_timeout: float = Field(default=30, gt=0)
+    telegram_max_retries: int = Field(default=3, ge=0)
+
+    # Discord (discord.py)
+    discord_token: SecretStr | None = None
+    discord_persona: str | None = Field(default=None, description="Persona the Discord bot speaks for (default persona if unset).")
+    discord_api_url: str = Field(default="https://discord.com/api/v10", description="REST base, e.g. a REST proxy.")
+    discord_gateway_url: str | None = Field(default=None, description="Gateway URL override (ws://...).")
+    discord_admin_ids: list[int] = Field(default_factory=list)
+
     @field_validator("data_dir", "personas_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:

@@ -1,0 +1,561 @@
+"""Discord: one bot account speaks for one character, through discord.py.
+
+``DiscordAdapter(token, persona)`` runs a ``discord.Client`` (intents: guilds, guild and
+DM messages, message content; the last is privileged and must be switched on in the
+Developer Portal). What it answers:
+
+* direct messages, always;
+* messages in servers that mention the bot (the mention is taken out of the text) or
+  that reply to one of its messages; never messages from bots, itself included.
+
+Slash commands mirroring Telegram's (``/start /help /persona /memory /forget /selfie
+/voice /song /video``) are registered globally when the adapter starts (``tree.sync()``;
+pass ``command_guild_ids`` to register them in given servers instead, which is instant).
+A slash command is deferred ("is thinking...") and answered with follow-ups; the
+manager gets ``"/name args"`` as the message text.
+
+While the character works the channel shows the typing indicator. Replies longer than
+2000 characters go as several messages, split at paragraph, line, sentence or word
+boundaries. Images, audio and video go as attachments; voice notes as real Discord voice
+messages (flag 8192 with ``duration_secs`` and a ``waveform``, uploaded through an upload
+slot), or as a plain attachment when that fails. A dropped gateway is resumed by
+discord.py itself; the persona manager answers a message id once, so an event replayed
+on resume is not answered twice. A failing handler is logged and the person gets a short
+apology, never a traceback.
+
+Several characters in one process: one ``DiscordAdapter`` (one bot token, one Client)
+per persona.
+
+Pointing at another Discord (a proxy, or a fake in tests): ``api_url`` and ``gateway_url``
+set ``discord.http.Route.BASE`` and ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY``.
+**These are process-wide globals of discord.py**: every Discord client in the process
+uses the last values set, so all adapters of one process must agree on them (a warning
+is logged when they do not). With ``api_url`` set and no ``gateway_url``, the gateway
+address is asked from ``GET /gateway``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import os
+import re
+import weakref
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.http import Route
+
+from bots.adapter import Adapter, Handler
+from persona.types import Attachment, IncomingMessage, MediaFile, Reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://discord.com/api/v10"
+MESSAGE_LIMIT = 2000
+VOICE_MESSAGE_FLAG = 8192
+VOICE_FILENAME = "voice-message.ogg"
+APOLOGY = "Sorry, something went wrong on my side. Could you try that again in a moment?"
+
+# Slash commands: name -> (description, option name or None, option description).
+SLASH_COMMANDS: dict[str, tuple[str, str | None, str]] = {
+    "start": ("Say hello again", None, ""),
+    "help": ("What I can do", None, ""),
+    "persona": ("Who I am", None, ""),
+    "memory": ("What I remember about you", None, ""),
+    "forget": ("Delete everything I remember about you and our chat", None, ""),
+    "selfie": ("Ask me for a selfie", "scene", "Where or what the picture shows"),
+    "voice": ("Ask me for a voice note", "text", "What I should say"),
+    "song": ("Ask me for a song", "style", "What kind of song"),
+    "video": ("Ask me for a video", "text", "What the video is about"),
+}
+
+_live: weakref.WeakSet[DiscordAdapter] = weakref.WeakSet()  # connected adapters, to warn on conflicts
+
+
+def configure_endpoints(api_url: str | None = None, gateway_url: str | None = None) -> None:
+    """Point every discord.py client in this process at ``api_url`` / ``gateway_url``."""
+    if api_url is not None:
+        api_url = api_url.rstrip("/")
+        if Route.BASE != api_url and any(a.api_url != api_url for a in _live):
+            log.warning("Discord API URL changed from %s to %s for every client in this process", Route.BASE, api_url)
+        Route.BASE = api_url
+    if gateway_url is not None:
+        old = str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+        if old != gateway_url and any(a.gateway_url not in (None, gateway_url) for a in _live):
+            log.warning("Discord gateway URL changed from %s to %s for every client in this process", old, gateway_url)
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at the most natural
+    boundary available: a blank line, a line break, a sentence end, a space."""
+    text = text.strip()
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[: limit + 1]
+        cut = -1
+        for sep in ("\n\n", "\n", ". ", "! ", "? ", "… ", " "):
+            i = window.rfind(sep, 0, limit)
+            if i > limit // 3:
+                cut = i + (len(sep) if sep.strip() else 0)
+                break
+        if cut <= 0:
+            cut = limit
+        head, text = text[:cut].rstrip(), text[cut:].lstrip()
+        if head:
+            pieces.append(head)
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def voice_message_metadata(path: str | os.PathLike[str], max_points: int = 256) -> tuple[float, str]:
+    """Duration in seconds and Discord's waveform (base64 of up to 256 amplitude bytes,
+    about one per 100 ms) of an audio file, decoded with PyAV."""
+    import av
+    import numpy as np
+
+    rate = 8000
+    chunks: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if samples.size == 0:
+        raise ValueError(f"{path}: no audio samples")
+    duration = samples.size / rate
+    points = max(1, min(max_points, round(duration * 10)))
+    buckets = np.array_split(np.abs(samples.astype(np.float32)), points)
+    rms = np.array([float(np.sqrt(np.mean(b * b))) if b.size else 0.0 for b in buckets])
+    peak = float(rms.max()) or 1.0
+    wave = np.clip(np.round(rms / peak * 255), 0, 255).astype(np.uint8)
+    return round(duration, 3), base64.b64encode(wave.tobytes()).decode("ascii")
+
+
+# Voice *channels* need PyNaCl and davey; voice *messages* are plain uploads and need
+# neither, so discord.py's start-up warnings about them would only mislead.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
+class _VcharClient(discord.Client):
+    def __init__(self, adapter: DiscordAdapter, **options: Any):
+        super().__init__(**options)
+        self.adapter = adapter
+        self.tree = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        await self.adapter._setup()
+
+    async def on_ready(self) -> None:
+        self.adapter._ready.set()
+        log.info("discord: logged in as %s (%s) for persona %s", self.user, self.user.id if self.user else "?",
+                 self.adapter.persona)
+
+    async def on_resumed(self) -> None:
+        log.info("discord: gateway session resumed for persona %s", self.adapter.persona)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter._on_message(message)
+
+
+class _SafeTyping:
+    """The channel's typing indicator; failing to show it never stops a reply."""
+
+    def __init__(self, channel: discord.abc.Messageable):
+        self._typing = channel.typing()
+        self._entered = False
+
+    async def __aenter__(self):
+        try:
+            await self._typing.__aenter__()
+            self._entered = True
+        except Exception as exc:  # a 403 in a read-only channel, a network blip
+            log.debug("typing indicator failed: %s", exc)
+        return self
+
+    async def __aexit__(self, *exc):
+        if self._entered:
+            await self._typing.__aexit__(*exc)
+        return False
+
+
+class DiscordAdapter(Adapter):
+    platform = "discord"
+
+    def __init__(
+        self,
+        token: str,
+        persona: str | None = None,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        gateway_url: str | None = None,
+        sync_commands: bool = True,
+        command_guild_ids: tuple[int, ...] | list[int] = (),
+        ready_timeout: float = 60.0,
+        guild_ready_timeout: float = 2.0,
+        max_ratelimit_timeout: float | None = 60.0,
+        client_options: dict[str, Any] | None = None,
+        drain_timeout: float = 30.0,
+    ):
+        super().__init__(persona)
+        self.token = token
+        self.api_url = api_url.rstrip("/")
+        self.gateway_url = gateway_url
+        self.sync_commands = sync_commands
+        self.command_guild_ids = tuple(int(g) for g in command_guild_ids)
+        self.ready_timeout = ready_timeout
+        self.guild_ready_timeout = guild_ready_timeout
+        self.max_ratelimit_timeout = max_ratelimit_timeout
+        self.client_options = dict(client_options or {})
+        self.drain_timeout = drain_timeout
+        self.client: _VcharClient | None = None
+        self.synced_commands: list[app_commands.AppCommand] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._sent_ids: collections.deque[int] = collections.deque(maxlen=5000)  # our recent message ids
+        self._inflight: set[asyncio.Task] = set()  # messages being answered
+        self._closing = False
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @staticmethod
+    def intents() -> discord.Intents:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = True
+        return intents
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        await self.connect()
+
+    async def connect(self) -> None:
+        if self.api_url != DEFAULT_API_URL or self.gateway_url:
+            configure_endpoints(self.api_url, self.gateway_url)
+        options = {
+            "intents": self.intents(),
+            "guild_ready_timeout": self.guild_ready_timeout,
+            "max_ratelimit_timeout": self.max_ratelimit_timeout,
+            "allowed_mentions": discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False),
+            **self.client_options,
+        }
+        self._ready.clear()
+        self._closing = False
+        self.client = _VcharClient(self, **options)
+        self._session = aiohttp.ClientSession()
+        try:
+            await self.client.login(self.token)  # GET /users/@me, the application; setup_hook syncs commands
+            if self.api_url != DEFAULT_API_URL and not self.gateway_url:
+                data = await self.client.http.request(Route("GET", "/gateway"))
+                self.gateway_url = data["url"]
+                configure_endpoints(gateway_url=self.gateway_url)
+            _live.add(self)
+            self._task = asyncio.create_task(self.client.connect(reconnect=True), name=f"discord-{self.persona}")
+            self._task.add_done_callback(self._gateway_ended)
+            ready = asyncio.create_task(self._ready.wait())
+            done, _ = await asyncio.wait({ready, self._task}, timeout=self.ready_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if ready not in done:
+                ready.cancel()
+                if self._task in done:
+                    self._task.result()  # raises what stopped the gateway (bad token, missing intents)
+                    raise RuntimeError("the Discord gateway closed before the bot was ready")
+                raise TimeoutError(f"Discord did not get ready within {self.ready_timeout:.0f}s")
+        except BaseException:
+            await self.disconnect()
+            raise
+
+    async def disconnect(self) -> None:
+        """Stop taking messages, let the replies being written go out (up to
+        ``drain_timeout`` seconds), then close the gateway and the HTTP session."""
+        _live.discard(self)
+        self._closing = True
+        pending = {t for t in self._inflight if t is not asyncio.current_task()}
+        if pending:
+            log.info("discord: waiting for %d replies in progress", len(pending))
+            _, late = await asyncio.wait(pending, timeout=self.drain_timeout)
+            for task in late:
+                task.cancel()
+        if self.client is not None:
+            await self.client.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (Exception, asyncio.CancelledError) as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.debug("discord gateway task ended with %r", exc)
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _gateway_ended(self, task: asyncio.Task) -> None:
+        if self._closing or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("discord: the gateway connection for persona %s ended for good: %r", self.persona, exc)
+        else:
+            log.error("discord: the gateway connection for persona %s closed", self.persona)
+
+    async def _setup(self) -> None:
+        """Runs after login, before the gateway connects: register the slash commands."""
+        assert self.client is not None
+        tree = self.client.tree
+        for name, (description, option, option_desc) in SLASH_COMMANDS.items():
+            tree.add_command(self._make_command(name, description, option, option_desc))
+        if not self.sync_commands:
+            return
+        try:
+            if self.command_guild_ids:
+                self.synced_commands = []
+                for gid in self.command_guild_ids:
+                    guild = discord.Object(id=gid)
+                    tree.copy_global_to(guild=guild)
+                    self.synced_commands += await tree.sync(guild=guild)
+            else:
+                self.synced_commands = await tree.sync()
+            log.info("discord: %d slash commands registered", len(self.synced_commands))
+        except discord.HTTPException as exc:
+            log.error("discord: could not register slash commands: %s", exc)
+
+    def _make_command(self, name: str, description: str, option: str | None, option_desc: str) -> app_commands.Command:
+        adapter = self
+        if option is None:
+            async def callback(interaction: discord.Interaction) -> None:
+                await adapter._on_slash(interaction, name, "")
+            return app_commands.Command(name=name, description=description, callback=callback)
+
+        async def callback_arg(interaction: discord.Interaction, text: Optional[str] = None) -> None:  # noqa: UP045
+            await adapter._on_slash(interaction, name, text or "")
+        cmd = app_commands.Command(name=name, description=description, callback=callback_arg)
+        if option != "text":
+            cmd = app_commands.rename(text=option)(cmd)
+        return app_commands.describe(text=option_desc)(cmd)
+
+    # -- incoming ----------------------------------------------------------------------------
+
+    @property
+    def bot_id(self) -> int | None:
+        user = self.client.user if self.client is not None else None
+        return user.id if user is not None else None
+
+    def _addressed_to_me(self, message: discord.Message) -> bool:
+        me = self.bot_id
+        if me is None:
+            return False
+        if any(u.id == me for u in message.mentions):
+            return True
+        ref = message.reference
+        if ref is not None:
+            resolved = ref.resolved
+            if isinstance(resolved, discord.Message):
+                return resolved.author.id == me
+            return ref.message_id is not None and ref.message_id in self._sent_ids
+        return False
+
+    def _clean_text(self, message: discord.Message) -> str:
+        me = self.bot_id
+        text = re.sub(rf"<@!?{me}>", "", message.content) if me else message.content
+        names = {u.id: u.display_name for u in message.mentions}
+        text = re.sub(r"<@!?(\d+)>", lambda m: "@" + names.get(int(m.group(1)), "someone"), text)
+        text = re.sub(r"[ \t]{2,}", " ", text).strip()
+        text = re.sub(r"^[,:;]\s*", "", text)
+        return text
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _on_message(self, message: discord.Message) -> None:
+        if self._handler is None or self._closing or message.author.bot or message.author.id == self.bot_id:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        private = message.guild is None
+        if not private and not self._addressed_to_me(message):
+            return
+        self._track()
+        text = self._clean_text(message)
+        attachments = tuple(_attachment(a, message) for a in message.attachments)
+        if not text and not attachments:
+            me = self.client.user if self.client else None
+            text = f"@{me.display_name}" if me else "hi"  # a bare mention: they are calling the character
+        channel = message.channel
+        msg = IncomingMessage(
+            platform=self.platform,
+            chat_id=str(channel.id),
+            user_id=str(message.author.id),
+            user_name=message.author.display_name,
+            text=text,
+            message_id=str(message.id),
+            persona=self.persona,
+            chat_kind="private" if private else "group",
+            chat_title=None if private else f"{message.guild.name} #{getattr(channel, 'name', '')}",
+            reply_to_message_id=str(message.reference.message_id) if message.reference and message.reference.message_id else None,
+            attachments=attachments,
+            sent_at=message.created_at,
+            raw=message,
+        )
+        await self._safe_dispatch(msg)
+
+    async def _safe_dispatch(self, msg: IncomingMessage) -> None:
+        try:
+            await self.dispatch(msg)
+        except Exception:
+            log.exception("discord: answering message %s in %s failed", msg.message_id, msg.chat_id)
+            try:
+                await self.send_text(msg.chat_id, APOLOGY, reply_to=msg.message_id)
+            except Exception as exc:
+                log.error("discord: could not even apologise in %s: %s", msg.chat_id, exc)
+
+    async def _on_slash(self, interaction: discord.Interaction, name: str, arg: str) -> None:
+        self._track()
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not defer /%s: %s", name, exc)
+            return
+        user = interaction.user
+        msg = IncomingMessage(
+            platform=self.platform,
+            chat_id=str(interaction.channel_id),
+            user_id=str(user.id),
+            user_name=user.display_name,
+            text=f"/{name} {arg}".strip(),
+            message_id=f"interaction-{interaction.id}",
+            persona=self.persona,
+            chat_kind="private" if interaction.guild_id is None else "group",
+            sent_at=interaction.created_at,
+            raw=interaction,
+        )
+        try:
+            assert self._handler is not None
+            reply = await self._handler(msg)
+            if reply is None:
+                await interaction.delete_original_response()
+                return
+            for media in reply.media:
+                await self._followup_media(interaction, media)
+            for chunk in split_message(reply.text) if reply.text else []:
+                await interaction.followup.send(chunk)
+        except Exception:
+            log.exception("discord: slash command /%s failed", name)
+            try:
+                await interaction.followup.send(APOLOGY)
+            except Exception as exc:
+                log.error("discord: could not apologise for /%s: %s", name, exc)
+
+    async def _followup_media(self, interaction: discord.Interaction, media: MediaFile) -> None:
+        try:
+            await interaction.followup.send(media.caption[:MESSAGE_LIMIT] if media.caption else "",
+                                            file=discord.File(media.path, filename=Path(media.path).name))
+        except (OSError, discord.HTTPException) as exc:
+            log.warning("discord: could not send %s %s: %s", media.kind, media.path, exc)
+            await interaction.followup.send(f"[{media.kind}: {media.caption or Path(media.path).name}]")
+
+    # -- outgoing ----------------------------------------------------------------------------
+
+    def _channel(self, chat_id: str) -> discord.abc.Messageable:
+        if self.client is None:
+            raise RuntimeError("DiscordAdapter is not started")
+        cid = int(chat_id)
+        return self.client.get_channel(cid) or self.client.get_partial_messageable(cid)
+
+    def _is_guild_channel(self, chat_id: str) -> bool:
+        ch = self.client.get_channel(int(chat_id)) if self.client else None
+        return isinstance(ch, (discord.abc.GuildChannel, discord.Thread))
+
+    def _reference(self, chat_id: str, reply_to: str | None) -> discord.MessageReference | None:
+        if not reply_to or not reply_to.isdigit() or not self._is_guild_channel(chat_id):
+            return None  # in a DM the answer follows the question anyway
+        return discord.MessageReference(message_id=int(reply_to), channel_id=int(chat_id), fail_if_not_exists=False)
+
+    def working(self, chat_id: str):
+        return _SafeTyping(self._channel(chat_id))
+
+    async def send_text(self, chat_id: str, text: str, reply_to: str | None = None) -> None:
+        channel = self._channel(chat_id)
+        ref = self._reference(chat_id, reply_to)
+        for i, chunk in enumerate(split_message(text)):
+            sent = await channel.send(chunk, reference=ref if i == 0 else None)  # type: ignore[arg-type]
+            self._sent_ids.append(sent.id)
+
+    async def send_media(self, reply: Reply, media: MediaFile) -> None:
+        try:
+            if media.kind == "voice":
+                try:
+                    await self.send_voice_message(reply.chat_id, media.path)
+                    return
+                except Exception as exc:
+                    log.warning("discord: voice message failed (%s); sending %s as a file", exc, media.path)
+            await self._send_file(reply.chat_id, media, reply.reply_to_message_id)
+        except (OSError, discord.HTTPException) as exc:
+            log.warning("discord: could not send %s %s: %s", media.kind, media.path, exc)
+            await super().send_media(reply, media)
+
+    async def _send_file(self, chat_id: str, media: MediaFile, reply_to: str | None) -> None:
+        channel = self._channel(chat_id)
+        caption = media.caption[:MESSAGE_LIMIT] if media.caption else None
+        file = discord.File(media.path, filename=Path(media.path).name)
+        sent = await channel.send(caption, file=file, reference=self._reference(chat_id, reply_to))  # type: ignore[arg-type]
+        self._sent_ids.append(sent.id)
+
+    async def send_voice_message(self, chat_id: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """A real voice message: an upload slot (POST /channels/{id}/attachments), the
+        OGG/Opus bytes PUT there, then a message with flag 8192 whose attachment carries
+        ``duration_secs`` and ``waveform``. Discord shows it as a playable voice note."""
+        if self.client is None or self._session is None:
+            raise RuntimeError("DiscordAdapter is not started")
+        data = Path(path).read_bytes()
+        duration, waveform = await asyncio.to_thread(voice_message_metadata, path)
+        http = self.client.http
+        slots = await http.request(
+            Route("POST", "/channels/{channel_id}/attachments", channel_id=int(chat_id)),
+            json={"files": [{"id": "0", "filename": VOICE_FILENAME, "file_size": len(data)}]},
+        )
+        slot = slots["attachments"][0]
+        async with self._session.put(slot["upload_url"], data=data, headers={"Content-Type": "audio/ogg"}) as resp:
+            if resp.status >= 300:
+                raise RuntimeError(f"voice upload failed with HTTP {resp.status}")
+        message = await http.request(
+            Route("POST", "/channels/{channel_id}/messages", channel_id=int(chat_id)),
+            json={
+                "flags": VOICE_MESSAGE_FLAG,
+                "attachments": [{
+                    "id": "0", "filename": VOICE_FILENAME, "uploaded_filename": slot["upload_filename"],
+                    "duration_secs": duration, "waveform": waveform,
+                }],
+            },
+        )
+        self._sent_ids.append(int(message["id"]))
+        return message
+
+
+def _attachment(a: discord.Attachment, message: discord.Message) -> Attachment:
+    ctype = (a.content_type or "").split(";")[0]
+    if message.flags.voice:
+        kind = "voice"
+    elif ctype.startswith(("image/", "audio/", "video/")):
+        kind = ctype.split("/")[0]
+    else:
+        kind = "document"
+    return Attachment(kind=kind, url=a.url, mime=ctype or None, name=a.filename, size=a.size)

@@ -1,0 +1,599 @@
+"""The Telegram adapter: a python-telegram-bot 22 Application speaking for one persona.
+
+    adapter = TelegramAdapter(token, persona="mira")
+    await adapter.start(service.handle)   # getMe, setMyCommands, then long polling
+    ...
+    await adapter.stop()                  # finishes in-flight updates, confirms the offset
+
+Behaviour:
+
+* Long polling by default (``getUpdates`` with ``allowed_updates`` message and
+  edited_message, pending updates kept so nothing is lost across a restart: Telegram
+  redelivers what was not confirmed and the store answers a message id only once). A
+  webhook instead with ``webhook_url=...`` (needs ``python-telegram-bot[webhooks]``).
+* Private chats: every text message is answered. Groups and supergroups: only a message
+  that @mentions the bot, replies to one of its messages, or is a command (``/cmd@bot``,
+  or a bare ``/cmd`` that is one of ours); the @mention is taken out of the text.
+  Commands go to the persona manager as text.
+* Anything but text (stickers, photos, documents, locations, polls, voice...) and edits of
+  earlier messages: a short neutral note in private chats (:data:`UNSUPPORTED_TEXT`,
+  :data:`EDITED_TEXT`), silence in groups.
+* A "typing" action is shown immediately and every ~4 s while the character works
+  (upload_photo / record_voice / upload_video / upload_document while media upload).
+* Replies are split at 4096 characters (UTF-16 units, as Telegram counts) at paragraph,
+  sentence or word boundaries; in groups the first part replies to the person's message.
+* Media: image -> sendPhoto, voice -> sendVoice (OGG/Opus; anything else goes as audio),
+  audio -> sendAudio, video -> sendVideo. Captions over 1024 characters are sent as text
+  after the media.
+* Flood limits: AIORateLimiter throttles to Telegram's limits and, on 429, waits
+  ``retry_after`` and retries (``max_retries`` times), so a reply is delayed, not dropped.
+* Updates are processed concurrently (``max_concurrent_updates``), but one chat's updates
+  strictly in the order they arrived (:class:`PerChatUpdateProcessor`).
+* A handler error is logged (PTB error handler) and the person gets :data:`APOLOGY_TEXT`,
+  never a stack trace; people in ``admin_ids`` also see the exception's type and message
+  (in private chats only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import re
+from collections.abc import Awaitable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
+from telegram.constants import ChatAction, ChatType
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    ContextTypes,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+from telegram.request import HTTPXRequest
+
+from bots.adapter import Adapter
+from persona.types import IncomingMessage, MediaFile, Reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.telegram.org"
+MAX_MESSAGE = 4096  # Telegram's limit for a text message, in UTF-16 code units
+MAX_CAPTION = 1024
+FIRST_ACTION_WAIT = 1.0  # seconds the work waits for the first "typing" to be delivered
+
+#: Answer (private chats only) to stickers, photos, documents, locations, polls, voice...
+UNSUPPORTED_TEXT = "I can only read text messages for now."
+#: Answer (private chats only) to an edit of an earlier message.
+EDITED_TEXT = "I can't see edits to earlier messages. Could you send it again as a new message?"
+#: What a person sees when handling their message failed.
+APOLOGY_TEXT = "Sorry, something went wrong on my side. Could you try again in a moment?"
+
+#: The command menu registered with setMyCommands on start.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "Say hello"),
+    ("help", "What I can do"),
+    ("persona", "Who I am"),
+    ("selfie", "A selfie (if this host has it set up)"),
+    ("voice", "A voice note (if this host has it set up)"),
+    ("song", "A song (if this host has it set up)"),
+    ("video", "A video (if this host has it set up)"),
+    ("memory", "What I remember about you"),
+    ("forget", "Forget everything about you and our chat"),
+)
+
+ALLOWED_UPDATES = ("message", "edited_message")
+
+_MEDIA_ACTIONS = {
+    "image": ChatAction.UPLOAD_PHOTO,
+    "voice": ChatAction.RECORD_VOICE,
+    "audio": ChatAction.UPLOAD_DOCUMENT,
+    "video": ChatAction.UPLOAD_VIDEO,
+}
+
+
+# -- splitting -------------------------------------------------------------------------------
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _prefix_within(text: str, limit: int) -> int:
+    """The length (in str characters) of the longest prefix of ``text`` within ``limit`` UTF-16 units."""
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
+_SENTENCE_END = re.compile(r"[.!?…](?:[\"'”’)\]]*)\s+")
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE) -> list[str]:
+    """Split ``text`` into parts of at most ``limit`` UTF-16 units, preferring paragraph
+    breaks, then line breaks, then sentence ends, then spaces; a hard cut only for a
+    single word longer than the limit. Empty parts are dropped."""
+    parts: list[str] = []
+    rest = text.strip()
+    while rest:
+        if utf16_len(rest) <= limit:
+            parts.append(rest)
+            break
+        window = rest[: _prefix_within(rest, limit)]
+        cut = _best_cut(window)
+        part, rest = window[:cut].rstrip(), rest[cut:].lstrip()
+        if part:
+            parts.append(part)
+    return parts
+
+
+def _best_cut(window: str) -> int:
+    floor = len(window) // 3  # don't make tiny parts just to hit a nicer boundary
+    for sep in ("\n\n", "\n"):
+        i = window.rfind(sep)
+        if i > floor:
+            return i + len(sep)
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] > floor:
+        return ends[-1]
+    i = max(window.rfind(" "), window.rfind("\t"))
+    if i > floor:
+        return i + 1
+    return len(window)
+
+
+# -- per-chat ordering -------------------------------------------------------------------
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Process updates concurrently, but those of one chat one at a time, in arrival order.
+
+    Application creates one task per update in the order getUpdates returned them; each
+    task reaches :meth:`do_process_update` in that order (the base class's semaphore is
+    FIFO), where it queues behind the previous update of the same chat."""
+
+    def __init__(self, max_concurrent_updates: int = 256):
+        super().__init__(max_concurrent_updates)
+        self._tails: dict[Any, asyncio.Future] = {}
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        self._tails.clear()
+
+    @staticmethod
+    def _key(update: object) -> Any:
+        if isinstance(update, Update) and update.effective_chat is not None:
+            return update.effective_chat.id
+        return None
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = self._key(update)
+        if key is None:
+            await coroutine
+            return
+        previous = self._tails.get(key)
+        mine = asyncio.get_running_loop().create_future()
+        self._tails[key] = mine
+        started = False
+        try:
+            if previous is not None:
+                await previous
+            started = True
+            await coroutine
+        finally:
+            if not started and hasattr(coroutine, "close"):
+                coroutine.close()  # cancelled while queued: don't leave it un-awaited
+            mine.set_result(None)
+            if self._tails.get(key) is mine:
+                del self._tails[key]
+
+
+class _ChatActionLimiter(AIORateLimiter):
+    """AIORateLimiter that lets chat actions through unthrottled and unretried: they are
+    cosmetic, and must not use up a group's 20-a-minute budget that replies need."""
+
+    async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
+        if endpoint == "sendChatAction":
+            return await callback(*args, **kwargs)
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+
+class _TolerantBot(ExtBot):
+    """An ExtBot whose getUpdates replaces an update it cannot parse (a newer or broken
+    payload) by a bare ``{"update_id": N}``: the offset still moves past it and the rest of
+    the batch is handled. Stock PTB lets the parse error end the polling loop for good,
+    leaving the bot silently deaf."""
+
+    async def _post(self, endpoint: str, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._post(endpoint, data, *args, **kwargs)
+        if endpoint == "getUpdates" and isinstance(result, list):
+            result = [self._readable(raw) for raw in result]
+        return result
+
+    def _readable(self, raw: Any) -> Any:
+        try:
+            Update.de_json(copy.deepcopy(raw), self)
+            return raw
+        except Exception:  # noqa: BLE001 - any parse failure: skip this one update
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            log.exception("telegram: skipping update %s, which python-telegram-bot cannot read: %.500r", update_id, raw)
+            if isinstance(update_id, int):
+                return {"update_id": update_id}
+            raise
+
+
+# -- the typing indicator --------------------------------------------------------------------
+
+
+class _ChatActionLoop:
+    """Sends ``action`` at once and then every ``interval`` seconds until the block ends."""
+
+    def __init__(self, adapter: TelegramAdapter, chat_id: str, action: str, interval: float):
+        self.adapter = adapter
+        self.chat_id = chat_id
+        self.action = action
+        self.interval = interval
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self):
+        first = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._repeat(first), name=f"telegram-action-{self.chat_id}")
+        # Let the first action reach Telegram before the work starts, but never wait long for it.
+        await asyncio.wait([first], timeout=FIRST_ACTION_WAIT)
+        return self
+
+    async def _repeat(self, first: asyncio.Future) -> None:
+        try:
+            await self.adapter._send_action(self.chat_id, self.action)
+        finally:
+            if not first.done():
+                first.set_result(None)
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.adapter._send_action(self.chat_id, self.action)
+
+    async def __aexit__(self, *exc):
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return False
+
+
+# -- the adapter ------------------------------------------------------------------------------
+
+
+class TelegramAdapter(Adapter):
+    platform = "telegram"
+
+    def __init__(
+        self,
+        token: str,
+        persona: str | None = None,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        admin_ids: Iterable[int | str] = (),
+        commands: Sequence[tuple[str, str]] = COMMANDS,
+        poll_timeout: float = 30.0,
+        poll_interval: float = 0.0,
+        webhook_url: str | None = None,
+        webhook_listen: str = "127.0.0.1",
+        webhook_port: int = 8443,
+        webhook_path: str = "telegram",
+        webhook_secret: str | None = None,
+        max_retries: int = 3,
+        max_concurrent_updates: int = 256,
+        typing_interval: float = 4.0,
+        request_timeout: float = 10.0,
+        media_timeout: float = 60.0,
+    ):
+        super().__init__(persona)
+        if not token:
+            raise ValueError("a Telegram bot token is required")
+        self.token = token
+        self.api_url = api_url.rstrip("/")
+        self.admin_ids = frozenset(str(a) for a in admin_ids)
+        self.commands = tuple(commands)
+        self.poll_timeout = poll_timeout
+        self.poll_interval = poll_interval
+        self.webhook_url = webhook_url
+        self.webhook_listen = webhook_listen
+        self.webhook_port = webhook_port
+        self.webhook_path = webhook_path
+        self.webhook_secret = webhook_secret
+        self.max_retries = max_retries
+        self.max_concurrent_updates = max_concurrent_updates
+        self.typing_interval = typing_interval
+        self.request_timeout = request_timeout
+        self.media_timeout = media_timeout
+        self.application: Application | None = None
+        self.bot_id: int | None = None
+        self.bot_username: str = ""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def build_application(self) -> Application:
+        def request(**kw: Any) -> HTTPXRequest:
+            return HTTPXRequest(connect_timeout=self.request_timeout, write_timeout=self.request_timeout,
+                                media_write_timeout=self.media_timeout, **kw)
+
+        # The same bot ApplicationBuilder().token().base_url().base_file_url().rate_limiter()
+        # makes, but one that skips an update it cannot parse instead of dying on it.
+        bot = _TolerantBot(
+            token=self.token,
+            base_url=f"{self.api_url}/bot",
+            base_file_url=f"{self.api_url}/file/bot",
+            request=request(connection_pool_size=256, read_timeout=self.request_timeout),
+            get_updates_request=request(connection_pool_size=1, read_timeout=self.request_timeout),
+            rate_limiter=_ChatActionLimiter(max_retries=self.max_retries),
+        )
+        app = ApplicationBuilder().bot(bot).concurrent_updates(PerChatUpdateProcessor(self.max_concurrent_updates)).build()
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGES, self._on_message))
+        app.add_error_handler(self._on_error)
+        return app
+
+    async def connect(self) -> None:
+        app = self.build_application()
+        self.application = app
+        try:
+            await app.initialize()  # getMe: checks the token, learns our id and @username
+            self.bot_id = app.bot.id
+            self.bot_username = app.bot.username or ""
+            await self.register_commands()
+            await app.start()
+            await self._start_updates(app)
+        except BaseException:
+            await self.disconnect()
+            raise
+        log.info("telegram: @%s (%s) is listening (%s)", self.bot_username, self.bot_id,
+                 "webhook" if self.webhook_url else "long polling")
+
+    async def _start_updates(self, app: Application) -> None:
+        if self.webhook_url:
+            await app.updater.start_webhook(
+                listen=self.webhook_listen,
+                port=self.webhook_port,
+                url_path=self.webhook_path,
+                webhook_url=self.webhook_url,
+                secret_token=self.webhook_secret,
+                allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=False,
+            )
+        else:
+            await app.updater.start_polling(
+                poll_interval=self.poll_interval,
+                timeout=int(self.poll_timeout),
+                allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=False,
+                error_callback=self._polling_error,
+            )
+
+    async def disconnect(self) -> None:
+        """Stop fetching (confirming what was fetched), answer what is in flight, close."""
+        app = self.application
+        if app is None:
+            return
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()  # waits for the updates being handled, replies included
+        finally:
+            try:
+                await app.shutdown()  # a no-op for an app that never initialized
+            finally:
+                self.application = None
+
+    async def register_commands(self) -> None:
+        assert self.application is not None
+        try:
+            await self.application.bot.set_my_commands([BotCommand(c, d) for c, d in self.commands])
+        except TelegramError as exc:  # a missing menu must not keep the character offline
+            log.warning("telegram: setMyCommands failed: %s", exc)
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        log.warning("telegram: polling failed, retrying: %s", exc)
+
+    @property
+    def bot(self):
+        if self.application is None:
+            raise RuntimeError("TelegramAdapter is not started")
+        return self.application.bot
+
+    # -- incoming ------------------------------------------------------------------------
+
+    def is_admin(self, user_id: int | str | None) -> bool:
+        return user_id is not None and str(user_id) in self.admin_ids
+
+    def _mentions_me(self, message: Message) -> bool:
+        name = self.bot_username.lower()
+        for entity, value in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
+            if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == self.bot_id:
+                return True
+            if entity.type == MessageEntity.MENTION and name and value.lower() == f"@{name}":
+                return True
+        return False
+
+    def _command_for_me(self, message: Message) -> bool:
+        text = message.text or ""
+        m = re.match(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s|$)", text)
+        if not m:
+            return False
+        if m.group(2):
+            return m.group(2).lower() == self.bot_username.lower()
+        return m.group(1).lower() in {c for c, _ in self.commands}
+
+    def _replies_to_me(self, message: Message) -> bool:
+        original = message.reply_to_message
+        return bool(original and original.from_user and original.from_user.id == self.bot_id)
+
+    def _strip_mention(self, text: str) -> str:
+        if not self.bot_username:
+            return text
+        out = re.sub(rf"[,;:]?[ \t]*(?<![\w@])@{re.escape(self.bot_username)}\b", " ", text, flags=re.I)
+        out = re.sub(r"[ \t]+([,.!?;:])", r"\1", out)  # "food, @bot?" -> "food?"
+        out = re.sub(r"[ \t]{2,}", " ", out).strip()
+        out = re.sub(r"^[,:;.!\s]+", "", out)  # "@bot, hi" -> "hi"
+        return out or text.strip()
+
+    def addressed(self, message: Message) -> bool:
+        """Whether a message is for us: always in private; in groups when @mentioned,
+        replied to, or commanded."""
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        return self._mentions_me(message) or self._replies_to_me(message) or self._command_for_me(message)
+
+    def to_incoming(self, message: Message) -> IncomingMessage:
+        chat, user = message.chat, message.from_user
+        private = chat.type == ChatType.PRIVATE
+        text = message.text or ""
+        if not private and not text.startswith("/"):
+            text = self._strip_mention(text)
+        sender_id = user.id if user else (message.sender_chat.id if message.sender_chat else chat.id)
+        sender_name = user.first_name if user else (message.sender_chat.title if message.sender_chat else None)
+        return IncomingMessage(
+            platform=self.platform,
+            chat_id=str(chat.id),
+            user_id=str(sender_id),
+            user_name=sender_name,
+            text=text,
+            message_id=str(message.message_id),
+            persona=self.persona,
+            chat_kind="private" if private else ("channel" if chat.type == ChatType.CHANNEL else "group"),
+            chat_title=None if private else chat.title,
+            reply_to_message_id=str(message.reply_to_message.message_id) if message.reply_to_message else None,
+            sent_at=message.date,
+            raw=message,
+        )
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.chat.type == ChatType.CHANNEL:
+            return
+        if message.from_user is not None and message.from_user.is_bot:
+            return  # never talk to bots (or to ourselves)
+        private = message.chat.type == ChatType.PRIVATE
+        if update.edited_message is not None:
+            if private:
+                await self.send_text(str(message.chat.id), EDITED_TEXT)
+            return
+        if message.text is None:
+            if private and message.effective_attachment is not None:
+                await self.send_text(str(message.chat.id), UNSUPPORTED_TEXT)
+            return  # service messages (joins, pins...) and anything in groups: silence
+        if not self.addressed(message):
+            return
+        await self.dispatch(self.to_incoming(message))
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        exc = context.error
+        if isinstance(exc, Forbidden):
+            log.warning("telegram: not allowed to write (%s) for update %s", exc, getattr(update, "update_id", "?"))
+            return
+        log.error("telegram: handling update %s failed", getattr(update, "update_id", update), exc_info=exc)
+        if not isinstance(update, Update) or update.effective_message is None:
+            return
+        message = update.effective_message
+        if message.chat.type != ChatType.PRIVATE and not self.addressed(message):
+            return
+        text = APOLOGY_TEXT
+        private = message.chat.type == ChatType.PRIVATE
+        if private and self.is_admin(message.from_user.id if message.from_user else None) and exc is not None:
+            text += f"\n(admin: {type(exc).__name__}: {str(exc)[:300]})"
+        try:
+            await self.send_text(str(message.chat.id), text, reply_to=str(message.message_id))
+        except Exception as again:  # noqa: BLE001 - nothing more we can do
+            log.error("telegram: could not deliver the apology either: %s", again)
+
+    # -- outgoing ------------------------------------------------------------------------
+
+    def working(self, chat_id: str, action: str = ChatAction.TYPING):
+        return _ChatActionLoop(self, chat_id, str(action), self.typing_interval)
+
+    async def _send_action(self, chat_id: str, action: str) -> None:
+        try:
+            await self.bot.send_chat_action(chat_id=_chat(chat_id), action=action)
+        except (TelegramError, RuntimeError) as exc:  # cosmetic: never fail a reply for it
+            log.debug("telegram: chat action %s in %s failed: %s", action, chat_id, exc)
+
+    @staticmethod
+    def _is_group(chat_id: str) -> bool:
+        return str(chat_id).startswith("-")
+
+    def _reply_parameters(self, chat_id: str, reply_to: str | None) -> ReplyParameters | None:
+        if reply_to is None or not self._is_group(chat_id):
+            return None
+        try:
+            return ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
+        except ValueError:
+            return None
+
+    async def send_text(self, chat_id: str, text: str, reply_to: str | None = None) -> None:
+        reply_parameters = self._reply_parameters(chat_id, reply_to)
+        for part in split_message(text):
+            await self.bot.send_message(chat_id=_chat(chat_id), text=part, reply_parameters=reply_parameters)
+            reply_parameters = None  # only the first part quotes the person
+
+    async def send_media(self, reply: Reply, media: MediaFile) -> None:
+        path = Path(media.path)
+        caption = media.caption or None
+        late_caption = None
+        if caption and utf16_len(caption) > MAX_CAPTION:
+            caption, late_caption = None, caption
+        common: dict[str, Any] = {
+            "chat_id": _chat(reply.chat_id),
+            "caption": caption,
+            "reply_parameters": self._reply_parameters(reply.chat_id, reply.reply_to_message_id),
+        }
+        duration = int(round(media.duration)) if media.duration else None
+        kind = media.kind
+        if kind == "voice" and not _is_ogg(media):
+            log.warning("telegram: voice note %s is not OGG/Opus (%s): sending it as audio", path.name, media.mime)
+            kind = "audio"
+        async with self.working(reply.chat_id, _MEDIA_ACTIONS.get(kind, ChatAction.UPLOAD_DOCUMENT)):
+            data = path.read_bytes()
+            if kind == "image":
+                await self.bot.send_photo(photo=data, filename=path.name, **common)
+            elif kind == "voice":
+                await self.bot.send_voice(voice=data, filename=path.name, duration=duration, **common)
+            elif kind == "audio":
+                await self.bot.send_audio(audio=data, filename=path.name, duration=duration, **common)
+            elif kind == "video":
+                await self.bot.send_video(video=data, filename=path.name, duration=duration,
+                                          supports_streaming=True, **common)
+            else:
+                await self.bot.send_document(document=data, filename=path.name, **common)
+        if late_caption:
+            await self.send_text(reply.chat_id, late_caption)
+
+
+def _chat(chat_id: str) -> int | str:
+    """Telegram chat ids are integers; @channelusernames stay strings."""
+    try:
+        return int(chat_id)
+    except (TypeError, ValueError):
+        return chat_id
+
+
+def _is_ogg(media: MediaFile) -> bool:
+    mime = (media.mime or "").lower()
+    return mime.startswith(("audio/ogg", "audio/opus", "application/ogg")) or media.path.lower().endswith((".ogg", ".oga", ".opus"))
+
+
+__all__ = [
+    "APOLOGY_TEXT", "COMMANDS", "EDITED_TEXT", "UNSUPPORTED_TEXT", "PerChatUpdateProcessor",
+    "TelegramAdapter", "split_message",
+]

@@ -1,0 +1,69 @@
+"""`vchar run` as operators start it: only environment variables, both platforms at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.telegram_server import FakeTelegramServer
+
+VCHAR = str(Path(sys.executable).with_name("vchar"))
+
+
+async def test_run_serves_telegram_and_discord_at_once_and_stops_cleanly(tmp_path):
+    async with FakeTelegramServer(token="123456:TESTTOKEN") as tg, FakeDiscordServer(bot_name="Mira") as dc:
+        env = {
+            **os.environ,
+            "VCHAR_DATA_DIR": str(tmp_path / "data"),
+            "VCHAR_TELEGRAM_TOKEN": "123456:TESTTOKEN",
+            "VCHAR_TELEGRAM_API_URL": tg.api_url,
+            "VCHAR_TELEGRAM_POLL_TIMEOUT": "1",
+            "VCHAR_DISCORD_TOKEN": dc.token,
+            "VCHAR_DISCORD_API_URL": dc.api_url,
+            "VCHAR_DISCORD_GATEWAY_URL": dc.gateway_url,
+        }
+        env.pop("VCHAR_DATABASE_URL", None)
+        proc = await asyncio.create_subprocess_exec(
+            VCHAR, "run", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        try:
+            tg.push_message(1001, "Zoe", "What's your favourite food?")
+            for _ in range(600):  # the service starts (migrations, models) and connects
+                if dc.connected or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert dc.connected, "the Discord adapter never connected"
+            dc.push_message(None, "Bo", "do you have any pets?", guild=False)
+            tg_sent = await tg.wait_for_sent(1, timeout=60, chat_id=1001)
+            dc_sent = await dc.wait_for_sent(1, timeout=60)
+            assert "pork buns" in tg_sent[0].fields["text"]
+            assert "Comet" in dc_sent[0].content
+            assert tg.commands  # setMyCommands at start
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        assert b"Traceback" not in err
+    # Each message answered exactly once.
+    assert len(tg.sent_to(1001)) == 1
+    assert len([m for m in dc.sent if "Comet" in m.content]) == 1
+
+
+async def test_run_with_a_bad_telegram_token_says_so(tmp_path):
+    async with FakeTelegramServer(token="123456:RIGHT") as tg:
+        env = {**os.environ, "VCHAR_DATA_DIR": str(tmp_path / "data"), "VCHAR_TELEGRAM_TOKEN": "123456:WRONG",
+               "VCHAR_TELEGRAM_API_URL": tg.api_url}
+        proc = await asyncio.create_subprocess_exec(
+            VCHAR, "run", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0
+    text = err.decode()
+    assert "Traceback" not in text and ("token" in text.lower() or "Unauthorized" in text)
