@@ -465,7 +465,7 @@ async def run_turns(url: str, embedder, seq_msgs: list[IncomingMessage], conc_ms
     manager = PersonaManager(store, registry(), text, embedder)
     timers = Timers()
     if instrument:
-        for name in ("store_incoming", "history", "store_reply", "memory_matrix", "add_memories", "reset_memory_counter"):
+        for name in ("store_incoming", "history", "store_reply", "memory_matrix", "add_memories"):
             timers.wrap(store, name, f"store.{name}")
         timers.wrap(manager.memory, "recall", "memory.recall")
         timers.wrap(embedder, "embed", "embedder.embed")
@@ -832,7 +832,7 @@ def print_table(results: dict, args) -> None:
             for label, (cnt, tot) in sorted(bd.items(), key=lambda kv: -kv[1][1]):
                 print(f"  {label:<28} {cnt:>7}  {tot / max(cnt, 1) * 1000:8.3f}  {tot / n * 1000:8.3f}")
         a = results[k]["bookkeeping"]
-        print("  (nested: memory.recall includes store.memory_matrix; add_memories and reset_memory_counter run in\n"
+        print("  (nested: memory.recall includes store.memory_matrix; add_memories runs in\n"
               "   background tasks that overlap the following turns; history counts the model memory pass too)")
         print(f"  precomputed-embedding misses: {a.get('embed_misses', 0)}; model memory passes: {a.get('model_memory_calls', 0)}; "
               f"drain after sequential: {a.get('seq_drain_ms', 0):.1f} ms")

@@ -12,12 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 log = logging.getLogger(__name__)
 
 
-def create_engine(url: str, **kwargs) -> AsyncEngine:
+def create_engine(url: str, *, readonly: bool = False, **kwargs) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+psycopg://``).
 
     SQLite: WAL, ``synchronous=NORMAL``, foreign keys on, and ``BEGIN IMMEDIATE`` for
     every transaction. Without the explicit immediate begin, aiosqlite's deferred
     transactions lose updates under concurrent read-modify-write even in WAL mode.
+    ``readonly=True`` gives an engine for reads only: plain deferred transactions,
+    which in WAL mode read a snapshot alongside the writer instead of queueing for
+    its lock.
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -38,10 +41,10 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 1800)
     return create_async_engine(url, **kwargs)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -127,6 +128,14 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("conversation_id", "platform_message_id"),
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # Only the few messages not yet answered: start-up recovery and retries find them
+        # without scanning the whole table.
+        Index(
+            "ix_messages_status_open",
+            "status",
+            sqlite_where=text("status IN ('received', 'processing', 'failed')"),
+            postgresql_where=text("status IN ('received', 'processing', 'failed')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

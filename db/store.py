@@ -7,13 +7,15 @@ of rows that never change once written (user and conversation ids).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -53,6 +55,8 @@ class Incoming:
     # "new": stored and claimed for answering; "retry": stored earlier but never
     # answered, claimed now; "duplicate": answered or being answered already.
     state: str
+    # This message completes ``memory_every`` turns: time for a memory summary.
+    memory_due: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +77,43 @@ class MemoryRow:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None):
         self.engine = engine
+        # Reads go through their own engine: on SQLite it skips BEGIN IMMEDIATE, so
+        # reads never wait for the write lock.
+        self.read_engine = read_engine or engine
         self.dialect = engine.dialect.name
+        # One writer at a time in this process: waiting on an asyncio lock is cheaper
+        # than SQLite's sleep-and-retry on a busy database.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._users: dict[tuple[str, str], int] = {}
         self._convs: dict[tuple[int, str, str], int] = {}
         self._personas: dict[str, int] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> Store:
-        return cls(create_engine(url, **kwargs))
+        engine = create_engine(url, **kwargs)
+        reader = create_engine(url, readonly=True, **kwargs) if engine.dialect.name == "sqlite" else None
+        return cls(engine, reader)
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def write(self):
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite, serialised in process)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+
+    def read(self):
+        """A read-only connection (a consistent snapshot on SQLite's WAL)."""
+        return self.read_engine.connect()
 
     def _insert(self, table):
         return (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table)
@@ -93,7 +121,7 @@ class Store:
     # -- personas ---------------------------------------------------------------
 
     async def ensure_persona(self, slug: str, name: str, card: dict[str, Any], source: str | None) -> int:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             stmt = self._insert(P).values(slug=slug, name=name, card=card, source=source, created_at=utcnow(), updated_at=utcnow())
             stmt = stmt.on_conflict_do_update(
                 index_elements=[P.c.slug], set_={"name": name, "card": card, "source": source, "updated_at": utcnow()}
@@ -105,7 +133,7 @@ class Store:
     async def persona_id(self, slug: str) -> int | None:
         if slug in self._personas:
             return self._personas[slug]
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             pid = (await conn.execute(select(P.c.id).where(P.c.slug == slug))).scalar()
         if pid is not None:
             self._personas[slug] = pid
@@ -118,6 +146,11 @@ class Store:
         cached = self._users.get(key)
         if cached is not None:
             return cached
+        found = (
+            await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
+        ).scalar()
+        if found is not None:
+            return found
         stmt = (
             self._insert(U)
             .values(platform=platform, platform_user_id=uid, display_name=name, created_at=utcnow())
@@ -138,6 +171,13 @@ class Store:
         cached = self._convs.get(key)
         if cached is not None:
             return cached
+        found = (
+            await conn.execute(
+                select(C.c.id).where(C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat)
+            )
+        ).scalar()
+        if found is not None:
+            return found
         stmt = (
             self._insert(C)
             .values(persona_id=persona_id, platform=platform, platform_chat_id=chat, kind=kind, title=title, created_at=utcnow())
@@ -168,10 +208,11 @@ class Store:
         reply_to_platform_id: str | None = None,
         media: list[Any] | None = None,
         count_turn: bool = True,
+        memory_every: int = 0,
     ) -> Incoming:
         """Store a person's message before anything else happens, and claim it for answering."""
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             uid = await self._user_id(conn, platform, user_id, user_name)
             cid = await self._conversation_id(conn, persona_id, platform, chat_id, chat_kind, chat_title)
             reply_to = None
@@ -217,15 +258,23 @@ class Store:
                 await conn.execute(
                     update(C).where(C.c.id == cid).values(last_message_at=now)
                 )
-            rel = await self._touch_relationship(conn, persona_id, uid, now, count=(state == "new" and count_turn))
+            counted = state == "new" and count_turn
+            rel = await self._touch_relationship(conn, persona_id, uid, now, counted, memory_every)
         # Cache only committed ids: a concurrent turn must never reference a row another
         # transaction may still roll back (a foreign-key error on PostgreSQL).
         self._users[(platform, user_id)] = uid
         self._convs[(persona_id, platform, chat_id)] = cid
-        return Incoming(mid, cid, uid, rel, state)
+        due = counted and memory_every > 0 and rel.turns_since_memory == 0
+        return Incoming(mid, cid, uid, rel, state, due)
 
-    async def _touch_relationship(self, conn: AsyncConnection, persona_id: int, uid: int, now: datetime, count: bool) -> RelationshipRow:
+    async def _touch_relationship(
+        self, conn: AsyncConnection, persona_id: int, uid: int, now: datetime, count: bool, memory_every: int = 0
+    ) -> RelationshipRow:
         inc = 1 if count else 0
+        turns = R.c.turns_since_memory + inc
+        if memory_every > 0:
+            # Wraps to 0 on the turn that completes a memory period (read back by the caller).
+            turns = case((R.c.turns_since_memory + inc >= memory_every, 0), else_=R.c.turns_since_memory + inc)
         stmt = self._insert(R).values(
             persona_id=persona_id, user_id=uid, first_seen=now, last_seen=now, message_count=inc,
             affinity=0.01 * inc, facts=[], consent={}, blocked=False, memory_version=0, turns_since_memory=inc,
@@ -235,7 +284,7 @@ class Store:
             set_={
                 "last_seen": now,
                 "message_count": R.c.message_count + inc,
-                "turns_since_memory": R.c.turns_since_memory + inc,
+                "turns_since_memory": turns,
                 # Warmth grows a little with every exchange, up to 1.
                 "affinity": func.min(R.c.affinity + 0.01 * inc, 1.0) if self.dialect == "sqlite" else func.least(R.c.affinity + 0.01 * inc, 1.0),
             },
@@ -244,7 +293,7 @@ class Store:
         return RelationshipRow(**row._mapping)
 
     async def relationship(self, persona_id: int, uid: int) -> RelationshipRow | None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(select(R).where(R.c.persona_id == persona_id, R.c.user_id == uid))).first()
         return RelationshipRow(**row._mapping) if row else None
 
@@ -252,13 +301,13 @@ class Store:
         key = (platform, platform_user_id)
         if key in self._users:
             return self._users[key]
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return (
                 await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == platform_user_id))
             ).scalar()
 
     async def update_relationship(self, persona_id: int, uid: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid).values(**values))
 
     # -- history and replies --------------------------------------------------------
@@ -269,7 +318,7 @@ class Store:
         if before_id is not None:
             q = q.where(M.c.id < before_id)
         q = q.order_by(M.c.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         return [HistoryItem(*r) for r in reversed(rows)]
 
@@ -277,7 +326,7 @@ class Store:
         self, conversation_id: int, incoming_id: int | None, text: str, *, media: list[Any] | None = None,
         status: str = "sent", incoming_status: str = "answered", error: str | None = None,
     ) -> int:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             rid = (
                 await conn.execute(
                     M.insert()
@@ -291,16 +340,16 @@ class Store:
         return rid
 
     async def set_platform_message_id(self, message_id: int, platform_message_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(update(M).where(M.c.id == message_id).values(platform_message_id=platform_message_id))
 
     async def mark_incoming(self, message_id: int, status: str, error: str | None = None) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(update(M).where(M.c.id == message_id).values(status=status, error=error))
 
     async def release_stale_claims(self) -> int:
         """At start-up: messages left "processing" by a crashed run become answerable again."""
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             res = await conn.execute(update(M).where(M.c.status == "processing").values(status="received"))
         return res.rowcount or 0
 
@@ -314,11 +363,11 @@ class Store:
             .order_by(M.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return [dict(r._mapping) for r in (await conn.execute(q)).all()]
 
     async def message(self, message_id: int) -> dict[str, Any] | None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(select(M).where(M.c.id == message_id))).first()
         return dict(row._mapping) if row else None
 
@@ -328,63 +377,63 @@ class Store:
             q = q.where(C.c.persona_id == persona_id)
         if user_id is not None:
             q = q.where(M.c.user_id == user_id)
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return (await conn.execute(q)).scalar_one()
 
     # -- memories ---------------------------------------------------------------------
 
     async def add_memories(
         self, persona_id: int, uid: int, items: list[tuple[str, np.ndarray, float, str, int | None]]
-    ) -> list[int]:
-        """Insert (text, embedding, importance, source, source message id) rows."""
+    ) -> tuple[list[int], int]:
+        """Insert (text, embedding, importance, source, source message id) rows; returns
+        their ids and the person's new memory version."""
         if not items:
-            return []
+            return [], -1
         now = utcnow()
-        async with self.engine.begin() as conn:
-            ids = []
-            for text, vec, importance, source, src_id in items:
-                ids.append(
-                    (
-                        await conn.execute(
-                            MEM.insert()
-                            .values(persona_id=persona_id, user_id=uid, text=text,
-                                    embedding=np.asarray(vec, dtype=np.float32).tobytes(),
-                                    importance=importance, source=source, source_message_id=src_id, created_at=now)
-                            .returning(MEM.c.id)
-                        )
-                    ).scalar_one()
+        rows = [
+            dict(persona_id=persona_id, user_id=uid, text=text, embedding=np.asarray(vec, dtype=np.float32).tobytes(),
+                 importance=importance, source=source, source_message_id=src_id, created_at=now)
+            for text, vec, importance, source, src_id in items
+        ]
+        async with self.write() as conn:
+            result = await conn.execute(MEM.insert().returning(MEM.c.id, sort_by_parameter_order=True), rows)
+            ids = [r[0] for r in result.all()]
+            version = (
+                await conn.execute(
+                    update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
+                    .values(memory_version=R.c.memory_version + 1)
+                    .returning(R.c.memory_version)
                 )
-            await conn.execute(
-                update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
-                .values(memory_version=R.c.memory_version + 1)
-            )
-        return ids
+            ).scalar()
+        return ids, (version if version is not None else -1)
 
-    async def reset_memory_counter(self, persona_id: int, uid: int) -> None:
-        await self.update_relationship(persona_id, uid, turns_since_memory=0)
-
-    async def memory_matrix(self, persona_id: int, uid: int) -> tuple[int, np.ndarray, np.ndarray, list[str], np.ndarray]:
-        """(version, ids, unit vectors, texts, importance) of one person's memories."""
-        async with self.engine.connect() as conn:
+    async def memory_matrix(
+        self, persona_id: int, uid: int, after_id: int = 0
+    ) -> tuple[int, int, np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """(version, total count, ids, unit vectors, texts, importance) of one person's
+        memories with ids above ``after_id`` (all of them by default)."""
+        async with self.read() as conn:
             version = (
                 await conn.execute(select(R.c.memory_version).where(R.c.persona_id == persona_id, R.c.user_id == uid))
             ).scalar() or 0
+            where = (MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
+            total = (await conn.execute(select(func.count()).select_from(MEM).where(*where))).scalar_one()
             rows = (
                 await conn.execute(
                     select(MEM.c.id, MEM.c.embedding, MEM.c.text, MEM.c.importance)
-                    .where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
+                    .where(*where, MEM.c.id > after_id)
                     .order_by(MEM.c.id)
                 )
             ).all()
         if not rows:
-            return version, np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], np.zeros(0, np.float32)
+            return version, total, np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], np.zeros(0, np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         imp = np.fromiter((r[3] for r in rows), dtype=np.float32, count=len(rows))
-        return version, ids, mat, [r[2] for r in rows], imp
+        return version, total, ids, mat, [r[2] for r in rows], imp
 
     async def list_memories(self, persona_id: int, uid: int, limit: int = 50) -> list[MemoryRow]:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (
                 await conn.execute(
                     select(MEM.c.id, MEM.c.text, MEM.c.importance, MEM.c.source, MEM.c.created_at)
@@ -398,7 +447,7 @@ class Store:
     async def forget_user(self, persona_id: int, uid: int) -> dict[str, int]:
         """Delete everything this persona holds about one person: their messages, the
         character's replies to them, their memories, and the relationship itself."""
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             conv_ids = select(C.c.id).where(C.c.persona_id == persona_id).scalar_subquery()
             theirs = select(M.c.id, M.c.conversation_id).where(M.c.conversation_id.in_(conv_ids), M.c.user_id == uid)
             rows = (await conn.execute(theirs)).all()

@@ -50,6 +50,14 @@ MEDIA_COMMANDS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """A history line not read back from the database (this turn's own two messages)."""
+
+    text: str
+    role: str = "user"
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     context_tokens: int = 4096
@@ -137,6 +145,7 @@ class PersonaManager:
             platform_message_id=msg.message_id,
             reply_to_platform_id=msg.reply_to_message_id,
             media=[{"kind": a.kind, "mime": a.mime, "name": a.name, "url": a.url, "size": a.size} for a in msg.attachments],
+            memory_every=self.config.memory_every,
         )
         if incoming.state == "duplicate":
             log.info("message %s in %s:%s was delivered again; already answered", msg.message_id, msg.platform, msg.chat_id)
@@ -171,7 +180,8 @@ class PersonaManager:
         self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
         history = await self.store.history(incoming.conversation_id, cfg.history_rows, before_id=incoming.message_id)
         said = trim_for_model(msg.text, cfg.max_message_chars)
-        query = self.embedder.embed([said[:2000]])[0]
+        # The embedding runs in a worker thread (NumPy releases the GIL) so other turns go on.
+        query = (await asyncio.to_thread(self.embedder.embed, [said[:2000]]))[0]
         recalled = await self.memory.recall(
             st.db_id, incoming.user_id, query, cfg.memory_recall, version=incoming.relationship.memory_version
         )
@@ -213,8 +223,8 @@ class PersonaManager:
             log.warning("reply to message %d was empty after cleaning: %r", incoming.message_id, raw[:200])
             return await self._fallback(st, incoming, msg, "empty reply after cleaning")
         reply = await self._finish(st, incoming, msg, text)
-        if self.text.name != "lite" and incoming.relationship.turns_since_memory >= cfg.memory_every:
-            self._spawn(self._remember_model(st, incoming, user_name))
+        if self.text.name != "lite" and incoming.memory_due:
+            self._spawn(self._remember_model(st, incoming, user_name, [*history, _Said(msg.text), _Said(text, "assistant")]))
         return reply
 
     def _relationship_note(self, incoming: Incoming, user_name: str) -> str:
@@ -298,11 +308,10 @@ class PersonaManager:
         except Exception:
             log.exception("could not store memories from message %d", incoming.message_id)
 
-    async def _remember_model(self, st: _PersonaState, incoming: Incoming, user_name: str) -> None:
+    async def _remember_model(self, st: _PersonaState, incoming: Incoming, user_name: str, history: list) -> None:
         """Every few turns: ask the model for a summary and the facts it noticed."""
         try:
-            await self.store.reset_memory_counter(st.db_id, incoming.user_id)
-            history = await self.store.history(incoming.conversation_id, self.config.memory_every * 2 + 2)
+            history = history[-(self.config.memory_every * 2 + 2) :]
             transcript = "\n".join(
                 f"{user_name if h.role == 'user' else st.persona.name}: {h.text[:500]}" for h in history
             )

@@ -102,6 +102,23 @@ class _Index:
     texts: list[str]
     importance: np.ndarray
 
+    @property
+    def last_id(self) -> int:
+        return int(self.ids[-1]) if len(self.ids) else 0
+
+    def extended(self, version: int, ids, vectors, texts, importance) -> _Index:
+        if not len(ids):
+            return _Index(version, self.ids, self.vectors, self.texts, self.importance)
+        if not len(self.ids):
+            return _Index(version, np.asarray(ids), np.asarray(vectors, np.float32), list(texts), np.asarray(importance, np.float32))
+        return _Index(
+            version,
+            np.concatenate([self.ids, ids]),
+            np.concatenate([self.vectors, np.asarray(vectors, np.float32)]),
+            self.texts + list(texts),
+            np.concatenate([self.importance, np.asarray(importance, np.float32)]),
+        )
+
 
 class MemoryStore:
     """Adds, recalls and lists one persona's memories of one person."""
@@ -114,6 +131,8 @@ class MemoryStore:
         self._locks: dict[tuple[int, int], asyncio.Lock] = {}
 
     async def _index(self, persona_id: int, user_id: int, version: int | None) -> _Index:
+        """The person's memory matrix, brought up to ``version``: rows added since the
+        cached copy are appended; a deletion anywhere means a full reload."""
         key = (persona_id, user_id)
         idx = self._indexes.get(key)
         if idx is not None and (version is None or idx.version == version):
@@ -123,8 +142,14 @@ class MemoryStore:
             idx = self._indexes.get(key)
             if idx is not None and (version is None or idx.version == version):
                 return idx
-            v, ids, mat, texts, imp = await self.store.memory_matrix(persona_id, user_id)
-            idx = _Index(v, ids, mat, texts, imp)
+            after = idx.last_id if idx is not None else 0
+            v, total, ids, mat, texts, imp = await self.store.memory_matrix(persona_id, user_id, after)
+            if idx is not None and total == len(idx.ids) + len(ids):
+                idx = idx.extended(v, ids, mat, texts, imp)
+            else:
+                if after:
+                    v, total, ids, mat, texts, imp = await self.store.memory_matrix(persona_id, user_id)
+                idx = _Index(v, ids, mat, texts, imp)
             self._indexes[key] = idx
             return idx
 
@@ -149,7 +174,7 @@ class MemoryStore:
         """Store (text, importance, source) memories not already known; returns the texts added."""
         if not items:
             return []
-        vecs = self.embedder.embed([t for t, _, _ in items])
+        vecs = await asyncio.to_thread(self.embedder.embed, [t for t, _, _ in items])
         idx = await self._index(persona_id, user_id, None)
         rows = []
         for (text, importance, source), vec in zip(items, vecs):
@@ -160,8 +185,17 @@ class MemoryStore:
             rows.append((text, vec, importance, source, source_message_id))
         if not rows:
             return []
-        await self.store.add_memories(persona_id, user_id, rows)
-        self._indexes.pop((persona_id, user_id), None)
+        ids, version = await self.store.add_memories(persona_id, user_id, rows)
+        key = (persona_id, user_id)
+        current = self._indexes.get(key)
+        if current is not None and version == current.version + 1:
+            # Nobody else wrote in between: append instead of reloading everything.
+            self._indexes[key] = current.extended(
+                version, np.asarray(ids, np.int64), np.stack([r[1] for r in rows]),
+                [r[0] for r in rows], np.asarray([r[2] for r in rows], np.float32),
+            )
+        else:
+            self._indexes.pop(key, None)
         return [r[0] for r in rows]
 
     def forget(self, persona_id: int, user_id: int) -> None:

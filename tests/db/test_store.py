@@ -369,10 +369,10 @@ async def test_memories_round_trip_exactly_and_bump_version(store):
     vecs = [_unit(rng) for _ in range(3)]
     vecs[2][:4] = [np.float32(1e-38), np.float32(-0.0), np.float32(3.4e38), np.float32(np.pi)]
 
-    v0, ids0, mat0, texts0, imp0 = await store.memory_matrix(pid, uid)
+    v0, n0, ids0, mat0, texts0, imp0 = await store.memory_matrix(pid, uid)
     assert v0 == 0 and len(ids0) == 0 and texts0 == [] and mat0.shape[0] == 0 and len(imp0) == 0
 
-    ids = await store.add_memories(
+    ids, new_version = await store.add_memories(
         pid,
         uid,
         [
@@ -381,9 +381,10 @@ async def test_memories_round_trip_exactly_and_bump_version(store):
             ("talked about cats", vecs[2], 0.6, "summary", None),
         ],
     )
-    assert len(ids) == 3 and ids == sorted(ids)
+    assert len(ids) == 3 and ids == sorted(ids) and new_version == 1
 
-    version, mids, mat, texts, imp = await store.memory_matrix(pid, uid)
+    version, total, mids, mat, texts, imp = await store.memory_matrix(pid, uid)
+    assert total == 3
     assert version == 1
     assert (await store.relationship(pid, uid)).memory_version == 1
     assert mids.tolist() == ids
@@ -392,9 +393,9 @@ async def test_memories_round_trip_exactly_and_bump_version(store):
     assert mat.tobytes() == np.stack(vecs).tobytes()  # bit for bit
     assert imp.tolist() == pytest.approx([0.9, 0.4, 0.6])
 
-    more = await store.add_memories(pid, uid, [("plays the cello", _unit(rng), 0.4, "told", None)])
+    more, _ = await store.add_memories(pid, uid, [("plays the cello", _unit(rng), 0.4, "told", None)])
     assert (await store.memory_matrix(pid, uid))[0] == 2
-    assert await store.add_memories(pid, uid, []) == []
+    assert await store.add_memories(pid, uid, []) == ([], -1)
     assert (await store.memory_matrix(pid, uid))[0] == 2  # nothing added, no bump
 
     listed = await store.list_memories(pid, uid)
@@ -414,8 +415,8 @@ async def test_memories_are_per_person_and_persona(store):
     rng = np.random.default_rng(7)
     await store.add_memories(pid, a.user_id, [("a's fact", _unit(rng), 0.5, "fact", None)])
 
-    assert (await store.memory_matrix(pid, b.user_id))[3] == []
-    assert (await store.memory_matrix(other_persona, a.user_id))[3] == []
+    assert (await store.memory_matrix(pid, b.user_id))[4] == []
+    assert (await store.memory_matrix(other_persona, a.user_id))[4] == []
     assert (await store.memory_matrix(pid, b.user_id))[0] == 0
     assert (await store.memory_matrix(other_persona, a.user_id))[0] == 0
     assert [m.text for m in await store.list_memories(pid, a.user_id)] == ["a's fact"]
@@ -466,7 +467,7 @@ async def test_forget_user_removes_only_that_person(store):
         assert await store.message(rid) is None
     assert await store.relationship(pid, alice) is None
     assert await store.list_memories(pid, alice) == []
-    assert (await store.memory_matrix(pid, alice))[3] == []
+    assert (await store.memory_matrix(pid, alice))[4] == []
 
     # Bob's side of the same group chat, and his private chat, are untouched.
     for inc, rid in bob_group + bob_dm:
@@ -480,8 +481,8 @@ async def test_forget_user_removes_only_that_person(store):
     ]
     assert await store.relationship(pid, bob) == bob_rel
     after = await store.memory_matrix(pid, bob)
-    assert after[3] == bob_matrix[3] == ["bob is a chef"]
-    assert after[2].tobytes() == bob_matrix[2].tobytes()
+    assert after[4] == bob_matrix[4] == ["bob is a chef"]
+    assert after[3].tobytes() == bob_matrix[3].tobytes()
     assert after[0] == bob_matrix[0]
 
     # Alice writes again later: she starts over as a stranger.
