@@ -41,7 +41,7 @@ _RULES: list[tuple[re.Pattern[str], str, float]] = [
     (re.compile(rf"\bmy (?:favou?rite) ([a-z ]{{2,30}}?) (?:is|are) {_OBJ}{_END}", re.I), "{s}'s favourite {0} is {1}.", 0.8),
     (re.compile(rf"\bi have an? {_OBJ}{_END}", re.I), "{s} has a {0}.", 0.6),
     (re.compile(rf"\bmy birthday is {_OBJ}{_END}", re.I), "{s}'s birthday is {0}.", 0.9),
-    (re.compile(rf"\b(?:please )?remember (?:that )?{_OBJ}{_END}", re.I), "{s} asked to remember: {0}.", 1.0),
+    (re.compile(rf"(?:^|\bplease |\band )remember (?:that )?{_OBJ}{_END}", re.I), "{s} asked to remember: {0}.", 1.0),
 ]
 
 _NOT_NAMES = {"fine", "good", "ok", "okay", "here", "back", "sorry", "sure", "tired", "happy", "sad", "bored", "not", "so", "just", "the", "a", "an", "going", "from", "into", "in", "at", "very", "really"}
@@ -66,6 +66,8 @@ def extract_facts(text: str, person: str) -> list[Fact]:
     facts: list[Fact] = []
     seen: set[str] = set()
     subject = person or "They"
+    # Questions ("do you remember what I love?") state nothing about the person.
+    text = " ".join(s for s in re.split(r"(?<=[.!?\n])\s*", text) if s.strip() and not s.rstrip().endswith("?"))
     for pattern, _template, _imp in _RULES[:2]:
         m = pattern.search(text)
         if m and m.group(1).lower() not in _NOT_NAMES:

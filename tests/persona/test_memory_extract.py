@@ -21,6 +21,8 @@ def test_small_talk_is_not_a_fact():
     assert texts("I am fine thanks") == []
     assert texts("I'm Happy today") == []
     assert texts("what do you like?") == []
+    assert texts("do you remember what food I love?") == []
+    assert texts("Do I like jazz? I love pierogi.") == ["Zoe loves pierogi."]
 
 
 def test_second_person_for_the_person_themselves():
