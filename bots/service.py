@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from bots.settings import Settings
@@ -11,11 +12,24 @@ from db.migrate import upgrade_async
 from db.store import Store
 from generators.embed import get_embedder
 from generators.text import build_text_generator
+from persona.limits import Rate
 from persona.manager import ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
+
+
+def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
+    from bots.local import local_user
+
+    admins = {
+        "telegram": frozenset(str(i) for i in settings.telegram_admin_ids),
+        "discord": frozenset(str(i) for i in settings.discord_admin_ids),
+    }
+    if settings.local_admin:
+        admins["local"] = frozenset({local_user()})
+    return admins
 
 
 def registry_for(settings: Settings) -> PersonaRegistry:
@@ -60,6 +74,9 @@ class Service:
             memory_every=s.memory_every,
             memory_recall=s.memory_recall,
             generation_timeout=s.text_timeout * (s.text_max_retries + 1) + 5,
+            chat_rate=Rate.parse(s.chat_rate),
+            media_rate=Rate.parse(s.media_rate),
+            admins=admin_ids(s),
         )
         self.manager = PersonaManager(self.store, registry, text, embedder, config)
         await self.manager.start()
@@ -87,15 +104,37 @@ def _safe_url(url: str) -> str:
 
 
 def platform_adapters(settings: Settings) -> list:
-    """The platform adapters the settings configure (none: the terminal chat is used)."""
-    adapters = []
+    """The platform adapters the settings configure (none: the terminal chat is used).
+
+    ``VCHAR_TELEGRAM_TOKEN`` / ``VCHAR_DISCORD_TOKEN`` serve ``VCHAR_TELEGRAM_PERSONA`` /
+    ``VCHAR_DISCORD_PERSONA`` (or the default persona). Any persona whose file names a
+    ``platforms.<platform>.token_env`` gets its own bot too, so one process hosts several
+    characters, each with its own token.
+    """
+    registry = registry_for(settings)
+    bots: dict[str, list[tuple[str, str | None]]] = {"telegram": [], "discord": []}
     if settings.telegram_token is not None:
+        bots["telegram"].append((settings.telegram_token.get_secret_value(), settings.telegram_persona or settings.default_persona))
+    if settings.discord_token is not None:
+        bots["discord"].append((settings.discord_token.get_secret_value(), settings.discord_persona or settings.default_persona))
+    for persona in registry:
+        for platform in ("telegram", "discord"):
+            var = getattr(persona.platforms, platform).token_env
+            if not var:
+                continue
+            token = os.environ.get(var)
+            if not token:
+                log.warning("persona %s names %s for its %s token, but it is not set", persona.id, var, platform)
+            elif all(token != t for t, _ in bots[platform]):
+                bots[platform].append((token, persona.id))
+    adapters = []
+    for token, persona_id in bots["telegram"]:
         from bots.telegram import TelegramAdapter
 
         adapters.append(
             TelegramAdapter(
-                settings.telegram_token.get_secret_value(),
-                settings.telegram_persona or settings.default_persona,
+                token,
+                persona_id,
                 api_url=settings.telegram_api_url,
                 admin_ids=settings.telegram_admin_ids,
                 webhook_url=settings.telegram_webhook_url,
@@ -107,16 +146,11 @@ def platform_adapters(settings: Settings) -> list:
                 max_retries=settings.telegram_max_retries,
             )
         )
-    if settings.discord_token is not None:
+    for token, persona_id in bots["discord"]:
         from bots.discord_adapter import DiscordAdapter
 
         adapters.append(
-            DiscordAdapter(
-                settings.discord_token.get_secret_value(),
-                settings.discord_persona or settings.default_persona,
-                api_url=settings.discord_api_url,
-                gateway_url=settings.discord_gateway_url,
-            )
+            DiscordAdapter(token, persona_id, api_url=settings.discord_api_url, gateway_url=settings.discord_gateway_url)
         )
     return adapters
 

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     memory_every: int = Field(default=4, ge=1, description="Extract memories every N turns of a person.")
     memory_recall: int = Field(default=5, ge=0, description="Memories recalled into each prompt.")
 
+    chat_rate: str = Field(default="20/minute", description="Messages a person may send a character (e.g. 20/minute; off).")
+    media_rate: str = Field(default="5/hour", description="Generation commands (/selfie, /voice, ...) per person.")
+    local_admin: bool = Field(default=True, description="The terminal chat's user may use admin commands.")
+
     log_level: str = "INFO"
 
     # Telegram (python-telegram-bot): set a token and the character is live there.
@@ -70,6 +74,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser() if v is not None else None
+
+    @field_validator("chat_rate", "media_rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from persona.limits import Rate
+
+        Rate.parse(v)  # raises with a message that shows the expected form
+        return v
 
     @cached_property
     def resolved_database_url(self) -> str:

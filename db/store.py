@@ -371,6 +371,23 @@ class Store:
             row = (await conn.execute(select(M).where(M.c.id == message_id))).first()
         return dict(row._mapping) if row else None
 
+    async def persona_stats(self, persona_id: int) -> dict[str, int]:
+        async with self.read() as conn:
+            people = (await conn.execute(select(func.count()).select_from(R).where(R.c.persona_id == persona_id))).scalar_one()
+            msgs = (
+                await conn.execute(
+                    select(func.count()).select_from(M.join(C, C.c.id == M.c.conversation_id)).where(C.c.persona_id == persona_id)
+                )
+            ).scalar_one()
+            open_ = (
+                await conn.execute(
+                    select(func.count()).select_from(M.join(C, C.c.id == M.c.conversation_id))
+                    .where(C.c.persona_id == persona_id, M.c.status.in_(("received", "failed")))
+                )
+            ).scalar_one()
+            mems = (await conn.execute(select(func.count()).select_from(MEM).where(MEM.c.persona_id == persona_id))).scalar_one()
+        return {"people": people, "messages": msgs, "memories": mems, "unanswered": open_}
+
     async def count_messages(self, persona_id: int | None = None, user_id: int | None = None) -> int:
         q = select(func.count()).select_from(M.join(C, C.c.id == M.c.conversation_id))
         if persona_id is not None:

@@ -105,6 +105,24 @@ class Identity(_Model):
     music_style: str = ""
 
 
+class PlatformConfig(_Model):
+    """How a persona appears on one platform (its own bot, where it may speak, its operators)."""
+
+    token_env: str | None = None  # name of the environment variable holding this persona's bot token
+    allowed_chats: list[str] = Field(default_factory=list)  # group/channel ids; empty: any it is addressed in
+    admin_ids: list[str] = Field(default_factory=list)  # platform user ids allowed admin commands
+
+    @field_validator("allowed_chats", "admin_ids", mode="before")
+    @classmethod
+    def _as_strings(cls, v: Any) -> Any:
+        return [str(x) for x in v] if isinstance(v, list) else v
+
+
+class Platforms(_Model):
+    telegram: PlatformConfig = Field(default_factory=PlatformConfig)
+    discord: PlatformConfig = Field(default_factory=PlatformConfig)
+
+
 class Persona(_Model):
     """A character. ``id`` is the short name used on the command line."""
 
@@ -121,6 +139,8 @@ class Persona(_Model):
     lorebook: Lorebook | None = None
     identity: Identity = Field(default_factory=Identity)
     language: str = "en"
+    nsfw: bool = False  # adult content; off unless the operator turns it on
+    platforms: Platforms = Field(default_factory=Platforms)
     tags: list[str] = Field(default_factory=list)
     creator: str = ""
     creator_notes: str = ""

@@ -13,6 +13,7 @@ from generators.embed import Embedder
 from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest, to_second_person
 from persona.card import Persona
 from persona.cleaning import clean_reply
+from persona.limits import Rate, RateLimiter
 from persona.lorebook import triggered_entries
 from persona.memory import MemoryStore, extract_facts, parse_model_memories
 from persona.prompt import Turn, build_messages, system_prompt, trim_for_model
@@ -42,6 +43,11 @@ HELP_TEXT = (
 
 FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
 
+ADMIN_COMMANDS = ("reload", "block", "unblock", "stats")
+ADMIN_ONLY = "That one's only for the people who run me, sorry!"
+CHAT_LIMITED = "Whoa, you're typing faster than I can read! Give me a minute to catch up, okay?"
+MEDIA_LIMITED = "I've made a lot of those for you lately. Ask me again a little later?"
+
 MEDIA_COMMANDS = {
     "selfie": "I can't send pictures from here yet, my camera isn't set up on this server.",
     "voice": "I can't send voice notes here yet, nobody has given me a voice on this server.",
@@ -68,6 +74,10 @@ class ManagerConfig:
     memory_recall: int = 5
     history_rows: int = 60
     generation_timeout: float = 120.0
+    chat_rate: Rate = Rate(20, 60)
+    media_rate: Rate = Rate(5, 3600)
+    # Platform user ids allowed admin commands, per platform ("telegram", "discord", "local").
+    admins: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +106,8 @@ class PersonaManager:
         self.memory = MemoryStore(store, embedder)
         self._states: dict[str, _PersonaState] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.chat_limiter = RateLimiter(self.config.chat_rate)
+        self.media_limiter = RateLimiter(self.config.media_rate)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -132,6 +144,9 @@ class PersonaManager:
         """Store the message, then answer it. None means no reply is due (a duplicate
         delivery, a blocked person)."""
         persona = self.registry.get(msg.persona)
+        if not self._may_speak(persona, msg):
+            log.debug("%s is not allowed in %s chat %s; ignored", persona.id, msg.platform, msg.chat_id)
+            return None
         st = await self._state(persona)
         incoming = await self.store.store_incoming(
             st.db_id,
@@ -155,8 +170,17 @@ class PersonaManager:
             return None
         user_name = self._user_name(incoming, msg)
         command, _, arg = msg.text.strip().partition(" ")
-        if command.startswith("/") and len(command) > 1:
-            name = command[1:].split("@")[0].lower()
+        name = command[1:].split("@")[0].lower() if command.startswith("/") and len(command) > 1 else ""
+        limiter = self.media_limiter if name in MEDIA_COMMANDS else self.chat_limiter
+        verdict = "allowed" if self.is_admin(persona, msg) else limiter.hit((persona.id, msg.platform, msg.user_id))
+        if verdict != "allowed":
+            if verdict == "silent":
+                await self.store.mark_incoming(incoming.message_id, "limited")
+                return None
+            notice = MEDIA_LIMITED if limiter is self.media_limiter else CHAT_LIMITED
+            rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, notice, incoming_status="limited")
+            return Reply(text=notice, chat_id=msg.chat_id, persona=persona.id, reply_to_message_id=msg.message_id, message_db_id=rid)
+        if name:
             if name == "forget":
                 await self.forget(st.persona.id, msg.platform, msg.user_id)
                 # Nothing of this exchange is stored: the person asked for it all to go.
@@ -167,6 +191,19 @@ class PersonaManager:
         if MEMORY_QUESTION.search(msg.text):
             return await self._finish(st, incoming, msg, await self._memory_answer(st, incoming, user_name))
         return await self._converse(st, incoming, msg, user_name)
+
+    def is_admin(self, persona: Persona, msg: IncomingMessage) -> bool:
+        conf = getattr(persona.platforms, msg.platform, None)
+        return msg.user_id in self.config.admins.get(msg.platform, frozenset()) or (
+            conf is not None and msg.user_id in conf.admin_ids
+        )
+
+    def _may_speak(self, persona: Persona, msg: IncomingMessage) -> bool:
+        """Groups and channels: only those the persona's platform settings allow (any, if none listed)."""
+        conf = getattr(persona.platforms, msg.platform, None)
+        if msg.chat_kind == "private" or conf is None or not conf.allowed_chats:
+            return True
+        return msg.chat_id in conf.allowed_chats
 
     def _user_name(self, incoming: Incoming, msg: IncomingMessage) -> str:
         for fact in incoming.relationship.facts:
@@ -263,7 +300,30 @@ class PersonaManager:
             return await self._memory_answer(st, incoming, user_name)
         if name in MEDIA_COMMANDS:
             return MEDIA_COMMANDS[name]
+        if name in ADMIN_COMMANDS:
+            if not self.is_admin(p, msg):
+                return ADMIN_ONLY
+            return await self._admin(st, msg, name, arg)
         return None  # not a command of ours: treat it as chat
+
+    async def _admin(self, st: _PersonaState, msg: IncomingMessage, name: str, arg: str) -> str:
+        if name == "reload":
+            self.registry.reload()
+            for persona in self.registry:
+                await self._state(persona)
+            problems = "".join(f"\nnot loaded: {p.error}" for p in self.registry.problems)
+            return f"Reloaded {len(self.registry)} personas: {', '.join(p.id for p in self.registry)}.{problems}"
+        if name in ("block", "unblock"):
+            if not arg:
+                return f"Usage: /{name} USER_ID (the person's {msg.platform} id)"
+            uid = await self.store.find_user(msg.platform, arg.split()[0])
+            if uid is None or await self.store.relationship(st.db_id, uid) is None:
+                return f"I haven't met {msg.platform} user {arg.split()[0]}."
+            await self.store.update_relationship(st.db_id, uid, blocked=(name == "block"))
+            return f"{'Blocked' if name == 'block' else 'Unblocked'} {msg.platform} user {arg.split()[0]}."
+        stats = await self.store.persona_stats(st.db_id)
+        return (f"{st.persona.name}: {stats['people']} people, {stats['messages']} messages, "
+                f"{stats['memories']} memories, {stats['unanswered']} unanswered.")
 
     async def _memory_answer(self, st: _PersonaState, incoming: Incoming, user_name: str) -> str:
         rows = await self.store.list_memories(st.db_id, incoming.user_id, limit=12)

@@ -44,6 +44,8 @@ def system_prompt(
         if body.strip():
             parts.append(f"{p.render(title, user_name)}: {p.render(body.strip(), user_name)}")
     rules = list(p.style.notes)
+    if not p.nsfw:
+        rules.append("Keep everything safe for work: no sexual content, no graphic violence.")
     if p.style.max_sentences:
         rules.append(f"Answer in at most {p.style.max_sentences} sentences.")
     if rules:

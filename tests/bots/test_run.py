@@ -67,3 +67,21 @@ async def test_run_with_a_bad_telegram_token_says_so(tmp_path):
     assert proc.returncode != 0
     text = err.decode()
     assert "Traceback" not in text and ("token" in text.lower() or "Unauthorized" in text)
+
+
+def test_each_persona_with_a_token_gets_its_own_bot(tmp_path, monkeypatch):
+    from bots.service import platform_adapters
+    from bots.settings import Settings
+
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "rook.yaml").write_text(
+        "name: Captain Rook\nplatforms:\n  telegram: {token_env: ROOK_TG}\n  discord: {token_env: ROOK_DC}\n"
+    )
+    monkeypatch.setenv("ROOK_TG", "999:ROOK")
+    monkeypatch.setenv("ROOK_DC", "rook.discord.token")
+    s = Settings(data_dir=tmp_path / "data", personas_dir=personas, telegram_token="111:MIRA")
+    bots = {(a.platform, a.persona) for a in platform_adapters(s)}
+    assert bots == {("telegram", None), ("telegram", "captain-rook"), ("discord", "captain-rook")}
+    monkeypatch.delenv("ROOK_DC")
+    assert ("discord", "captain-rook") not in {(a.platform, a.persona) for a in platform_adapters(s)}

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from db.models import Message
 from generators.text.base import TextGenerationError, TextRequest, estimate_tokens
 from generators.text.lite import LiteTextGenerator
-from persona.manager import FALLBACK_LINES, FORGOTTEN, ManagerConfig, PersonaManager
+from persona.limits import Rate, RateLimiter
+from persona.manager import ADMIN_ONLY, CHAT_LIMITED, FALLBACK_LINES, FORGOTTEN, MEDIA_LIMITED, ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage
 
@@ -60,6 +61,7 @@ def registry():
 
 
 async def make(store, registry, embedder, text=None, **cfg):
+    cfg.setdefault("chat_rate", Rate(0, 0))  # limits have tests of their own below
     m = PersonaManager(store, registry, text or LiteTextGenerator(embedder), embedder, ManagerConfig(**cfg))
     await m.start()
     return m
@@ -202,3 +204,67 @@ async def test_lorebook_entry_reaches_the_prompt(store, registry, embedder):
     assert "one-eared ginger" in text.chat_requests[-1].messages[0].content
     await m.handle(msg("what did you have for lunch", user="other"))
     assert not any("one-eared" in x for x in text.chat_requests[-1].lore)
+
+
+async def test_chat_rate_limit_tells_once_then_stays_quiet_and_keeps_messages(store, registry, embedder):
+    m = await make(store, registry, embedder, chat_rate=Rate(3, 60))
+    replies = [await m.handle(msg(f"message {i}")) for i in range(6)]
+    assert all(r is not None and r.text != CHAT_LIMITED for r in replies[:3])
+    assert replies[3].text == CHAT_LIMITED
+    assert replies[4] is None and replies[5] is None
+    assert await store.count_messages() == 6 + 4  # every message stored; 3 replies and 1 notice
+    # Another person is not affected.
+    assert (await m.handle(msg("hi", user="u2"))).text != CHAT_LIMITED
+
+
+async def test_media_commands_have_their_own_budget(store, registry, embedder):
+    m = await make(store, registry, embedder, chat_rate=Rate(100, 60), media_rate=Rate(1, 3600))
+    assert "camera" in (await m.handle(msg("/selfie beach"))).text
+    assert (await m.handle(msg("/selfie park"))).text == MEDIA_LIMITED
+    assert (await m.handle(msg("tell me a joke"))).text not in (MEDIA_LIMITED, CHAT_LIMITED)
+
+
+def test_rate_parsing_and_window():
+    assert Rate.parse("20/minute") == Rate(20, 60) and Rate.parse("5/hour") == Rate(5, 3600)
+    assert Rate.parse("3/10s") == Rate(3, 10) and Rate.parse("off").unlimited
+    import pytest as _pytest
+
+    with _pytest.raises(ValueError, match="20/minute"):
+        Rate.parse("lots")
+    now = [0.0]
+    lim = RateLimiter(Rate(2, 10), clock=lambda: now[0])
+    assert [lim.hit(("k",)) for _ in range(4)] == ["allowed", "allowed", "limited", "silent"]
+    now[0] = 10.5
+    assert lim.hit(("k",)) == "allowed"
+
+
+async def test_admin_commands_need_an_admin(store, registry, embedder):
+    m = await make(store, registry, embedder, admins={"telegram": frozenset({"boss"})})
+    await m.handle(msg("hello", user="pest"))
+    assert (await m.handle(msg("/block pest", user="u1"))).text == ADMIN_ONLY
+    assert "Blocked" in (await m.handle(msg("/block pest", user="boss"))).text
+    assert await m.handle(msg("are you there?", user="pest")) is None  # blocked: stored, not answered
+    assert "Unblocked" in (await m.handle(msg("/unblock pest", user="boss"))).text
+    assert await m.handle(msg("back again", user="pest")) is not None
+    stats = (await m.handle(msg("/stats", user="boss"))).text
+    assert "people" in stats and "messages" in stats
+    assert "Reloaded" in (await m.handle(msg("/reload", user="boss"))).text
+
+
+async def test_allowed_chats_keep_the_character_out_of_other_groups(store, embedder, tmp_path):
+    (tmp_path / "guard.yaml").write_text(
+        "id: mira\nname: Mira Vale\ngreetings: [hi]\nplatforms:\n  telegram:\n    allowed_chats: [-100]\n"
+    )
+    reg = PersonaRegistry([SAMPLES, tmp_path])
+    m = await make(store, reg, embedder)
+    assert await m.handle(msg("hello all", chat="-200", kind="group")) is None
+    assert await store.count_messages() == 0  # not even stored: the character is not in that group
+    assert await m.handle(msg("hello all", chat="-100", kind="group")) is not None
+    assert await m.handle(msg("hello", chat="dm")) is not None  # private chats always
+
+
+async def test_sfw_rule_unless_the_persona_allows_adult_content(store, registry, embedder):
+    text = ScriptedText()
+    m = await make(store, registry, embedder, text=text)
+    await m.handle(msg("hi"))
+    assert "safe for work" in text.chat_requests[-1].messages[0].content

@@ -1,0 +1,68 @@
+"""Per-person rate limits: one budget for chatting, a separate one for generation commands."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"20/minute"``, ``"5/hour"``, ``"3/10s"``; ``"0"`` or ``"off"`` means unlimited."""
+        t = text.strip().lower()
+        if t in ("", "0", "off", "none", "unlimited"):
+            return cls(0, 0)
+        m = re.fullmatch(r"(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?", t)
+        if not m or m.group(3) not in _UNITS:
+            raise ValueError(f"rate {text!r}: write it like 20/minute, 5/hour or 3/10s")
+        return cls(int(m.group(1)), (int(m.group(2)) if m.group(2) else 1) * _UNITS[m.group(3)])
+
+    @property
+    def unlimited(self) -> bool:
+        return self.count <= 0
+
+
+class RateLimiter:
+    """A sliding-window limit per key, in this process.
+
+    ``hit`` answers "allowed", "limited" (the first refusal in a window: tell the person)
+    or "silent" (refused again: say nothing more, so a flood is not answered with a flood).
+    """
+
+    def __init__(self, rate: Rate, clock=time.monotonic):
+        self.rate = rate
+        self.clock = clock
+        self._hits: dict[tuple, deque[float]] = {}
+        self._warned: dict[tuple, float] = {}
+
+    def hit(self, key: tuple) -> str:
+        if self.rate.unlimited:
+            return "allowed"
+        now = self.clock()
+        q = self._hits.setdefault(key, deque())
+        while q and now - q[0] >= self.rate.seconds:
+            q.popleft()
+        if len(q) < self.rate.count:
+            q.append(now)
+            self._warned.pop(key, None)
+            return "allowed"
+        warned = self._warned.get(key)
+        if warned is not None and now - warned < self.rate.seconds:
+            return "silent"
+        self._warned[key] = now
+        return "limited"
+
+    def retry_after(self, key: tuple) -> float:
+        q = self._hits.get(key)
+        if not q or self.rate.unlimited:
+            return 0.0
+        return max(0.0, self.rate.seconds - (self.clock() - q[0]))

@@ -1,0 +1,51 @@
+"""Smoke run of bench/adapters.py: 100 people x 2 messages through the Telegram adapter,
+every message answered exactly once, the injected 429s retried, the figures printed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "adapters.py"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("vchar_bench_adapters", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_adapter_bench(capsys):
+    bench = _load_bench()
+    r = bench.main(["--quick", "--progress", "0"])
+    out = capsys.readouterr().out
+
+    for figure in (
+        "answered within timeout",
+        "lost replies (no reply in time)",
+        "duplicated replies",
+        "throughput, sustained (messages/s)",
+        "latency p50 (ms)",
+        "latency p99 (ms)",
+        "429s injected / served / retried ok",
+        "TARGET (>= 100 messages/s sustained, none lost, none doubled):",
+    ):
+        assert figure in out, f"missing {figure!r} in:\n{out}"
+
+    assert r["people"] == 100 and r["messages_per_person"] == 2
+    assert r["pushed"] == 200
+    # Every message answered, exactly once, in time; nothing went to a chat nobody wrote in.
+    assert r["answered"] == r["pushed"] == r["replies_total"]
+    assert r["lost"] == 0 and r["never_answered"] == 0
+    assert r["duplicated"] == 0 and r["stray_replies"] == 0
+    assert r["apologies"] == 0
+    # The injected 429s were served and each one's message was sent again successfully.
+    assert r["inject_429"] == 3 and r["served_429"] == 3 and r["retried_429"] == 3
+    assert r["msgs_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
