@@ -75,9 +75,12 @@ class NumpyBertEmbedder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_len)
         self.tokenizer.no_padding()
-        w = load_file(str(folder / "model.safetensors"))
-        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
-        g = lambda k: np.asarray(w[prefix + k], dtype=np.float32)  # noqa: E731
+        weights = load_file(str(folder / "model.safetensors"))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+
+        def g(name: str) -> np.ndarray:
+            return np.asarray(weights[prefix + name], dtype=np.float32)
+
         self.word = g("embeddings.word_embeddings.weight")
         self.pos = g("embeddings.position_embeddings.weight")
         self.tok_type = g("embeddings.token_type_embeddings.weight")
@@ -103,7 +106,6 @@ class NumpyBertEmbedder:
                     (g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias")),
                 )
             )
-        del w
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()

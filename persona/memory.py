@@ -31,7 +31,7 @@ _END = r"(?=\s*(?:[.!?,;\n]|\band\b|\bbut\b|\bso\b|$))"
 _RULES: list[tuple[re.Pattern[str], str, float]] = [
     (re.compile(rf"\b(?i:my name is)\s+({_NAME_WORD})"), "Their name is {0}.", 0.9),
     (re.compile(rf"\b(?i:i am|i'm|im|call me)\s+({_NAME_WORD})(?=\s*(?:[.!,]|\band\b|$))"), "Their name is {0}.", 0.9),
-    (re.compile(rf"\bi(?:'m| am) (\d{{1,3}}) (?:years old|yo)\b", re.I), "{s} is {0} years old.", 0.7),
+    (re.compile(r"\bi(?:'m| am) (\d{1,3}) (?:years old|yo)\b", re.I), "{s} is {0} years old.", 0.7),
     (re.compile(rf"\bi (?:really |absolutely |just )?(love|adore|like|enjoy|hate|dislike|can't stand) {_OBJ}{_END}", re.I), "{s} {0}s {1}.", 0.7),
     (re.compile(rf"\bi(?:'m| am) (?:really )?(?:into|a fan of|obsessed with) {_OBJ}{_END}", re.I), "{s} is into {0}.", 0.6),
     (re.compile(rf"\bi (?:live|stay) in {_OBJ}{_END}", re.I), "{s} lives in {0}.", 0.8),

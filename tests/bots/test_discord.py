@@ -19,12 +19,12 @@ from sqlalchemy import select
 
 from bots.discord_adapter import APOLOGY, SLASH_COMMANDS, DiscordAdapter, split_message
 from db.models import Message
-from generators.text.base import TextRequest, estimate_tokens
 from generators.text.lite import LiteTextGenerator
 from persona.manager import HELP_TEXT, MEDIA_COMMANDS, ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, MediaFile, Reply
 from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.text import ScriptedText
 
 TALKER = """\
 id: talker
@@ -32,29 +32,6 @@ name: Talker
 description: "{{char}} never stops talking."
 greetings: ["Oh hello, where do I begin"]
 """
-
-
-class ScriptedText:
-    """A text backend that answers from a script."""
-
-    name = "scripted"
-
-    def __init__(self, replies=None):
-        self.replies = list(replies or [])
-        self.requests: list[TextRequest] = []
-
-    async def generate(self, request: TextRequest) -> str:
-        self.requests.append(request)
-        return self.replies.pop(0) if self.replies else "Sure thing!"
-
-    async def stream(self, request):
-        yield await self.generate(request)
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    async def aclose(self) -> None:
-        pass
 
 
 @pytest_asyncio.fixture

@@ -17,38 +17,17 @@ import yaml
 from bots.telegram import (
     APOLOGY_TEXT, COMMANDS, EDITED_TEXT, MAX_MESSAGE, UNSUPPORTED_TEXT, TelegramAdapter, split_message, utf16_len,
 )
-from generators.text.base import TextRequest, estimate_tokens
 from generators.text.lite import LiteTextGenerator
 from persona.manager import ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, MediaFile, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.fakes.text import ScriptedText
 
 pytestmark = pytest.mark.timeout(90)
 
 ZOE = 111  # a private chat with Zoe (chat id == user id, as on Telegram)
 GROUP = -1001234567890
-
-
-class ScriptedText:
-    """A text backend answering from a script."""
-
-    name = "scripted"
-
-    def __init__(self, replies=None):
-        self.replies = list(replies or [])
-
-    async def generate(self, request: TextRequest) -> str:
-        return self.replies.pop(0) if self.replies else "Sure thing!"
-
-    async def stream(self, request):
-        yield await self.generate(request)
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    async def aclose(self) -> None:
-        pass
 
 
 @pytest_asyncio.fixture

@@ -9,43 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Message
-from generators.text.base import TextGenerationError, TextRequest, estimate_tokens
+from generators.text.base import TextGenerationError, estimate_tokens
 from generators.text.lite import LiteTextGenerator
 from persona.limits import Rate, RateLimiter
 from persona.manager import ADMIN_ONLY, CHAT_LIMITED, FALLBACK_LINES, FORGOTTEN, MEDIA_LIMITED, ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage
-
-
-class ScriptedText:
-    """A text backend that records prompts and answers from a script (or fails)."""
-
-    name = "scripted"
-
-    def __init__(self, replies=None, fail: Exception | None = None):
-        self.replies = list(replies or [])
-        self.fail = fail
-        self.requests: list[TextRequest] = []
-
-    async def generate(self, request: TextRequest) -> str:
-        self.requests.append(request)
-        if self.fail is not None:
-            raise self.fail
-        return self.replies.pop(0) if self.replies else "Sure thing!"
-
-    async def stream(self, request):
-        yield await self.generate(request)
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    async def aclose(self) -> None:
-        pass
-
-    @property
-    def chat_requests(self) -> list[TextRequest]:
-        """Requests for replies (not the background memory summaries)."""
-        return [r for r in self.requests if r.char_name]
+from tests.fakes.text import ScriptedText
 
 
 def msg(text: str, *, user="u1", chat=None, mid=None, name="Zoe", kind="private") -> IncomingMessage:
