@@ -144,6 +144,7 @@ def platform_adapters(settings: Settings) -> list:
                 webhook_secret=settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else None,
                 poll_timeout=settings.telegram_poll_timeout,
                 max_retries=settings.telegram_max_retries,
+                overall_rate=settings.telegram_overall_rate,
             )
         )
     for token, persona_id in bots["discord"]:

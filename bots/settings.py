@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_poll_timeout: float = Field(default=30, gt=0)
     telegram_max_retries: int = Field(default=3, ge=0)
+    telegram_overall_rate: float = Field(default=30, ge=0, description="Messages/s across all chats (Telegram's limit is about 30).")
 
     # Discord (discord.py)
     discord_token: SecretStr | None = None

@@ -295,6 +295,7 @@ class TelegramAdapter(Adapter):
         webhook_path: str = "telegram",
         webhook_secret: str | None = None,
         max_retries: int = 3,
+        overall_rate: float = 30.0,
         max_concurrent_updates: int = 256,
         typing_interval: float = 4.0,
         request_timeout: float = 10.0,
@@ -305,6 +306,9 @@ class TelegramAdapter(Adapter):
             raise ValueError("a Telegram bot token is required")
         self.token = token
         self.api_url = api_url.rstrip("/")
+        # Telegram asks bots to stay under about 30 messages a second overall; raise it for
+        # a self-hosted Bot API server or paid broadcasts, 0 lifts the limit.
+        self.overall_rate = overall_rate
         self.admin_ids = frozenset(str(a) for a in admin_ids)
         self.commands = tuple(commands)
         self.poll_timeout = poll_timeout
@@ -338,7 +342,7 @@ class TelegramAdapter(Adapter):
             base_file_url=f"{self.api_url}/file/bot",
             request=request(connection_pool_size=256, read_timeout=self.request_timeout),
             get_updates_request=request(connection_pool_size=1, read_timeout=self.request_timeout),
-            rate_limiter=_ChatActionLimiter(max_retries=self.max_retries),
+            rate_limiter=_ChatActionLimiter(overall_max_rate=self.overall_rate, max_retries=self.max_retries),
         )
         app = ApplicationBuilder().bot(bot).concurrent_updates(PerChatUpdateProcessor(self.max_concurrent_updates)).build()
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGES, self._on_message))

@@ -10,6 +10,7 @@ model (a hub id or a local folder) runs through sentence-transformers itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -106,6 +107,7 @@ class NumpyBertEmbedder:
                     (g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias")),
                 )
             )
+        _single_threaded_blas()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -169,6 +171,58 @@ class NumpyBertEmbedder:
                     while len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
         return out
+
+
+def _single_threaded_blas() -> None:
+    """One BLAS thread per call. The matrices of one sentence are small: extra BLAS
+    threads only spin, and on a busy 2-core host they made a 20 ms embedding take
+    nearly half a second. Concurrency comes from batching instead (EmbedBatcher)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception:  # pragma: no cover - threadpoolctl missing or no BLAS found
+        log.debug("could not limit BLAS threads", exc_info=True)
+
+
+class EmbedBatcher:
+    """Coalesces concurrent ``embed`` calls into one forward pass in a worker thread.
+
+    Turns arriving together (many people writing at once) share a batch instead of
+    queueing one sentence at a time; the event loop never blocks on the model.
+    """
+
+    def __init__(self, embedder: Embedder, max_wait: float = 0.002):
+        self.embedder = embedder
+        self.dim = embedder.dim
+        self.max_wait = max_wait
+        self._pending: list[tuple[list[str], asyncio.Future]] = []
+        self._worker: asyncio.Task | None = None
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((list(texts), fut))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.max_wait)  # let callers arriving together join
+            batch, self._pending = self._pending, []
+            texts = [t for ts, _ in batch for t in ts]
+            try:
+                vecs = await asyncio.to_thread(self.embedder.embed, texts)
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            start = 0
+            for ts, fut in batch:
+                if not fut.done():
+                    fut.set_result(vecs[start : start + len(ts)])
+                start += len(ts)
 
 
 class SentenceTransformerEmbedder:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from db.store import Incoming, Store
-from generators.embed import Embedder
+from generators.embed import EmbedBatcher, Embedder
 from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest, to_second_person
 from persona.card import Persona
 from persona.cleaning import clean_reply
@@ -103,7 +103,8 @@ class PersonaManager:
         self.text = text
         self.embedder = embedder
         self.config = config or ManagerConfig()
-        self.memory = MemoryStore(store, embedder)
+        self.batcher = EmbedBatcher(embedder)
+        self.memory = MemoryStore(store, embedder, batcher=self.batcher)
         self._states: dict[str, _PersonaState] = {}
         self._tasks: set[asyncio.Task] = set()
         self.chat_limiter = RateLimiter(self.config.chat_rate)
@@ -218,7 +219,7 @@ class PersonaManager:
         history = await self.store.history(incoming.conversation_id, cfg.history_rows, before_id=incoming.message_id)
         said = trim_for_model(msg.text, cfg.max_message_chars)
         # The embedding runs in a worker thread (NumPy releases the GIL) so other turns go on.
-        query = (await asyncio.to_thread(self.embedder.embed, [said[:2000]]))[0]
+        query = (await self.batcher.embed([said[:2000]]))[0]
         recalled = await self.memory.recall(
             st.db_id, incoming.user_id, query, cfg.memory_recall, version=incoming.relationship.memory_version
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from db.store import Store
-from generators.embed import Embedder
+from generators.embed import EmbedBatcher, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,12 @@ class _Index:
 class MemoryStore:
     """Adds, recalls and lists one persona's memories of one person."""
 
-    def __init__(self, store: Store, embedder: Embedder, dedupe_similarity: float = 0.92):
+    def __init__(
+        self, store: Store, embedder: Embedder, dedupe_similarity: float = 0.92, batcher: EmbedBatcher | None = None
+    ):
         self.store = store
         self.embedder = embedder
+        self.batcher = batcher or EmbedBatcher(embedder)
         self.dedupe_similarity = dedupe_similarity
         self._indexes: dict[tuple[int, int], _Index] = {}
         self._locks: dict[tuple[int, int], asyncio.Lock] = {}
@@ -176,7 +179,7 @@ class MemoryStore:
         """Store (text, importance, source) memories not already known; returns the texts added."""
         if not items:
             return []
-        vecs = await asyncio.to_thread(self.embedder.embed, [t for t, _, _ in items])
+        vecs = await self.batcher.embed([t for t, _, _ in items])
         idx = await self._index(persona_id, user_id, None)
         rows = []
         for (text, importance, source), vec in zip(items, vecs):

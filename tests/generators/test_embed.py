@@ -31,3 +31,25 @@ def test_cache_returns_identical_vectors_and_batches_mix():
     assert np.array_equal(mixed[1], one)
     assert len(e._cache) == 2  # bounded
     assert np.allclose(e.embed(["beta"])[0], mixed[0], atol=1e-6)
+
+
+async def test_concurrent_calls_share_one_forward_pass():
+    import asyncio
+
+    from generators.embed import EmbedBatcher
+
+    inner = NumpyBertEmbedder(bundled_minilm_path())
+    calls = []
+    real = inner.embed
+
+    def counting(texts):
+        calls.append(len(texts))
+        return real(texts)
+
+    inner.embed = counting
+    batcher = EmbedBatcher(inner)
+    texts = [f"sentence number {i} about dumplings" for i in range(10)]
+    results = await asyncio.gather(*(batcher.embed([t]) for t in texts))
+    assert calls == [10]  # one pass for ten concurrent turns
+    direct = NumpyBertEmbedder(bundled_minilm_path()).embed(texts)
+    assert all(np.allclose(r[0], d, atol=1e-5) for r, d in zip(results, direct))
