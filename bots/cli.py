@@ -23,6 +23,16 @@ app.add_typer(persona_app, name="persona")
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
 
+
+def _mount_media_commands() -> None:
+    from bots.image_cli import image_app, portrait_command
+
+    app.add_typer(image_app, name="image", help="Selfies and images of a character.")
+    persona_app.command("portrait")(portrait_command)
+
+
+_mount_media_commands()
+
 out = Console()
 err = Console(stderr=True)
 

