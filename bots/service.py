@@ -40,10 +40,11 @@ class Service:
     """The characters' service. ``async with Service(settings) as svc:`` sets everything up
     (creating the data folder and migrating the database) and tears it down cleanly."""
 
-    def __init__(self, settings: Settings | None = None, *, text=None, embedder=None):
+    def __init__(self, settings: Settings | None = None, *, text=None, embedder=None, image=None):
         self.settings = settings or Settings()
         self._text = text
         self._embedder = embedder
+        self._image = image
         self.store: Store | None = None
         self.manager: PersonaManager | None = None
 
@@ -78,7 +79,15 @@ class Service:
             media_rate=Rate.parse(s.media_rate),
             admins=admin_ids(s),
         )
-        self.manager = PersonaManager(self.store, registry, text, embedder, config)
+        image = self._image
+        if image is None:
+            from bots.image_cli import ImageSettings, build_from_settings
+
+            try:
+                image = build_from_settings(s, ImageSettings())
+            except Exception as exc:  # selfies are optional: chat goes on without them
+                log.error("image backend not available, selfies are off: %s", exc)
+        self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image)
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",
@@ -89,6 +98,8 @@ class Service:
     async def __aexit__(self, *exc) -> None:
         if self.manager is not None:
             await self.manager.close()
+            if self.manager.image is not None:
+                await self.manager.image.aclose()
         if self.store is not None:
             await self.store.close()
 

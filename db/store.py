@@ -21,11 +21,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.engine import create_engine
-from db.models import Conversation, Memory, Message, Persona, PlatformUser, Relationship, utcnow
+from db.models import Conversation, MediaAsset, Memory, Message, Persona, PlatformUser, Relationship, utcnow
 
 log = logging.getLogger(__name__)
 
-P, U, R, C, M, MEM = (t.__table__ for t in (Persona, PlatformUser, Relationship, Conversation, Message, Memory))
+P, U, R, C, M, MEM, MA = (
+    t.__table__ for t in (Persona, PlatformUser, Relationship, Conversation, Message, Memory, MediaAsset)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +372,29 @@ class Store:
         async with self.read() as conn:
             row = (await conn.execute(select(M).where(M.c.id == message_id))).first()
         return dict(row._mapping) if row else None
+
+    async def add_media_asset(
+        self, *, persona_id: int | None, kind: str, path: str, mime: str, generator: str | None,
+        parameters: dict[str, Any], seed: int | None = None, duration: float | None = None, sha256: str | None = None,
+    ) -> int:
+        """Record a generated file (its hash is computed here when not given)."""
+        if sha256 is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            sha256 = h.hexdigest()
+        async with self.write() as conn:
+            return (
+                await conn.execute(
+                    MA.insert()
+                    .values(persona_id=persona_id, kind=kind, path=path, sha256=sha256, mime=mime, duration=duration,
+                            generator=generator, parameters=parameters, seed=seed, created_at=utcnow())
+                    .returning(MA.c.id)
+                )
+            ).scalar_one()
 
     async def persona_stats(self, persona_id: int) -> dict[str, int]:
         async with self.read() as conn:

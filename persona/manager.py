@@ -18,9 +18,23 @@ from persona.lorebook import triggered_entries
 from persona.memory import MemoryStore, extract_facts, parse_model_memories
 from persona.prompt import Turn, build_messages, system_prompt, trim_for_model
 from persona.registry import PersonaRegistry
-from persona.types import IncomingMessage, Reply
+from persona.types import IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
+
+PICTURE_REQUEST = re.compile(
+    r"\b(send|show|give|take)\b[^.?!]{0,20}\b(pic|pics|picture|photo|selfie|snap)\b"
+    r"(?:\s+of\s+(?:yourself|you))?(?:\s+(?P<scene>(?:at|in|on|with|while|by|from)\b[^.?!]{1,80}))?",
+    re.I,
+)
+SELFIE_CAPTIONS = (
+    "Here you go! {scene}",
+    "Took this just for you. {scene}",
+    "Okay okay, one picture. {scene}",
+)
+SELFIE_REFUSED = "Hmm, no, I'm not sending that kind of picture. Ask me for something else?"
+SELFIE_FAILED = "Ugh, my camera is acting up right now. Try asking again in a bit?"
+SELFIE_NO_PORTRAIT = "I can't take selfies yet: nobody has given me a face on this server!"
 
 MEMORY_QUESTION = re.compile(
     r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
@@ -97,12 +111,15 @@ class PersonaManager:
         text: TextGenerator,
         embedder: Embedder,
         config: ManagerConfig | None = None,
+        *,
+        image=None,
     ):
         self.store = store
         self.registry = registry
         self.text = text
         self.embedder = embedder
         self.config = config or ManagerConfig()
+        self.image = image  # an ImageGenerator, or None when no image backend is set up
         self.batcher = EmbedBatcher(embedder)
         self.memory = MemoryStore(store, embedder, batcher=self.batcher)
         self._states: dict[str, _PersonaState] = {}
@@ -172,6 +189,10 @@ class PersonaManager:
         user_name = self._user_name(incoming, msg)
         command, _, arg = msg.text.strip().partition(" ")
         name = command[1:].split("@")[0].lower() if command.startswith("/") and len(command) > 1 else ""
+        if not name and self.image is not None:
+            asked = PICTURE_REQUEST.search(msg.text)
+            if asked:  # "send me a pic of you at the beach": the character's own choice to send one
+                name, arg = "selfie", asked.group("scene") or ""
         limiter = self.media_limiter if name in MEDIA_COMMANDS else self.chat_limiter
         verdict = "allowed" if self.is_admin(persona, msg) else limiter.hit((persona.id, msg.platform, msg.user_id))
         if verdict != "allowed":
@@ -182,6 +203,8 @@ class PersonaManager:
             rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, notice, incoming_status="limited")
             return Reply(text=notice, chat_id=msg.chat_id, persona=persona.id, reply_to_message_id=msg.message_id, message_db_id=rid)
         if name:
+            if name == "selfie" and self.image is not None:
+                return await self._selfie(st, incoming, msg, arg.strip(), user_name)
             if name == "forget":
                 await self.forget(st.persona.id, msg.platform, msg.user_id)
                 # Nothing of this exchange is stored: the person asked for it all to go.
@@ -325,6 +348,43 @@ class PersonaManager:
         stats = await self.store.persona_stats(st.db_id)
         return (f"{st.persona.name}: {stats['people']} people, {stats['messages']} messages, "
                 f"{stats['memories']} memories, {stats['unanswered']} unanswered.")
+
+    async def _selfie(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, scene: str, user_name: str) -> Reply:
+        """A selfie in the persona's likeness, with a caption in its voice."""
+        from generators.image import ImageError, ImageRefused, ImageRequest, seed_for, selfie_prompt
+
+        p = st.persona
+        ident = p.identity
+        if not ident.portraits and self.image.name == "lite":
+            return await self._finish(st, incoming, msg, SELFIE_NO_PORTRAIT)
+        request = ImageRequest(
+            prompt=selfie_prompt(scene, appearance=ident.appearance, style=ident.style_prompt),
+            references=tuple(ident.portraits[:1]),
+            seed=seed_for(ident.seed, scene),
+            safety=not p.nsfw,
+            tags={"vchar:persona": p.id},
+        )
+        try:
+            result = await self.image.generate(request)
+        except ImageRefused as exc:
+            log.info("selfie for %s refused: %s", p.id, exc)
+            return await self._finish(st, incoming, msg, SELFIE_REFUSED)
+        except ImageError as exc:
+            log.error("selfie for %s failed: %s", p.id, exc)
+            return await self._finish(st, incoming, msg, SELFIE_FAILED)
+        except Exception:
+            log.exception("image backend crashed on a selfie for %s", p.id)
+            return await self._finish(st, incoming, msg, SELFIE_FAILED)
+        caption = SELFIE_CAPTIONS[result.seed % len(SELFIE_CAPTIONS)].format(scene=scene.capitalize()).strip()
+        asset = await self.store.add_media_asset(
+            persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
+            generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,
+        )
+        media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
+        rid = await self.store.store_reply(
+            incoming.conversation_id, incoming.message_id, caption, media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}]
+        )
+        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
 
     async def _memory_answer(self, st: _PersonaState, incoming: Incoming, user_name: str) -> str:
         rows = await self.store.list_memories(st.db_id, incoming.user_id, limit=12)

@@ -14,7 +14,25 @@ from tests.fakes.telegram_server import FakeTelegramServer
 VCHAR = str(Path(sys.executable).with_name("vchar"))
 
 
+def _persona_with_portrait(tmp_path: Path) -> Path:
+    import yaml
+
+    from generators.image.testing import portrait_on_canvas
+    from persona.registry import SAMPLES
+
+    folder = tmp_path / "personas"
+    folder.mkdir()
+    data = yaml.safe_load((SAMPLES / "mira.yaml").read_text())
+    data["identity"]["portraits"] = [str(portrait_on_canvas(folder / "face.png"))]
+    (folder / "mira.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
 async def test_run_serves_telegram_and_discord_at_once_and_stops_cleanly(tmp_path):
+    import io
+
+    from PIL import Image
+
     async with FakeTelegramServer(token="123456:TESTTOKEN") as tg, FakeDiscordServer(bot_name="Mira") as dc:
         env = {
             **os.environ,
@@ -25,6 +43,7 @@ async def test_run_serves_telegram_and_discord_at_once_and_stops_cleanly(tmp_pat
             "VCHAR_DISCORD_TOKEN": dc.token,
             "VCHAR_DISCORD_API_URL": dc.api_url,
             "VCHAR_DISCORD_GATEWAY_URL": dc.gateway_url,
+            "VCHAR_PERSONAS_DIR": str(_persona_with_portrait(tmp_path)),
         }
         env.pop("VCHAR_DATABASE_URL", None)
         proc = await asyncio.create_subprocess_exec(
@@ -44,6 +63,19 @@ async def test_run_serves_telegram_and_discord_at_once_and_stops_cleanly(tmp_pat
             assert "pork buns" in tg_sent[0].fields["text"]
             assert "Comet" in dc_sent[0].content
             assert tg.commands  # setMyCommands at start
+            # Selfies arrive as photos with the character's caption on both platforms.
+            tg.push_message(1002, "Zoe", "/selfie at the beach")
+            dc.push_message(None, "Bo", "/selfie in the rain", guild=False)
+            photo = (await tg.wait_for_sent(1, timeout=60, method="sendPhoto", chat_id=1002))[0]
+            assert "beach" in photo.fields.get("caption", "").lower()
+            assert Image.open(io.BytesIO(photo.file("photo").data)).format == "PNG"
+            for _ in range(600):
+                with_file = [m for m in dc.sent if m.files]
+                if with_file:
+                    break
+                await asyncio.sleep(0.1)
+            assert with_file and Image.open(io.BytesIO(with_file[0].files[0].data)).format == "PNG"
+            assert "rain" in with_file[0].content.lower()
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

@@ -238,3 +238,56 @@ async def test_sfw_rule_unless_the_persona_allows_adult_content(store, registry,
     m = await make(store, registry, embedder, text=text)
     await m.handle(msg("hi"))
     assert "safe for work" in text.chat_requests[-1].messages[0].content
+
+
+@pytest.fixture
+def portrait_registry(tmp_path):
+    from generators.image.testing import portrait_on_canvas
+
+    face = portrait_on_canvas(tmp_path / "mira-face.png")
+    (tmp_path / "mira.yaml").write_text(
+        (SAMPLES / "mira.yaml").read_text() + f"\n# test portrait\n"
+    )
+    import yaml
+
+    data = yaml.safe_load((tmp_path / "mira.yaml").read_text())
+    data["identity"]["portraits"] = [str(face)]
+    data["identity"]["seed"] = 7
+    (tmp_path / "mira.yaml").write_text(yaml.safe_dump(data))
+    return PersonaRegistry([SAMPLES, tmp_path])
+
+
+async def test_selfie_command_sends_a_picture_with_a_caption(store, embedder, portrait_registry, tmp_path):
+    from PIL import Image
+
+    from generators.image import build_image_backend
+
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await m.start()
+    a = await m.handle(msg("/selfie at the beach"))
+    assert len(a.media) == 1 and a.media[0].kind == "image" and "beach" in a.media[0].caption.lower()
+    pic = Image.open(a.media[0].path)
+    assert pic.format == "PNG" and "at the beach" in pic.text.get("vchar:prompt", pic.text.get("parameters", ""))
+    b = await m.handle(msg("/selfie at the beach", user="u2"))  # same scene, same picture
+    assert Image.open(b.media[0].path).tobytes() == pic.tobytes()
+    c = await m.handle(msg("send me a pic of you at the night market", user="u3"))  # asked in words
+    assert c.media and Image.open(c.media[0].path).tobytes() != pic.tobytes()
+    from sqlalchemy import func, select
+
+    from db.models import MediaAsset
+
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(MediaAsset))).scalar_one() == 3
+
+
+async def test_selfie_refusal_and_missing_portrait_answer_in_character(store, embedder, portrait_registry, registry, tmp_path):
+    from generators.image import build_image_backend
+    from persona.manager import SELFIE_NO_PORTRAIT, SELFIE_REFUSED
+
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await m.start()
+    assert (await m.handle(msg("/selfie nude on the beach"))).text == SELFIE_REFUSED
+    bare = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    assert (await bare.handle(msg("/selfie at home", user="u9"))).text == SELFIE_NO_PORTRAIT
