@@ -7,9 +7,13 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test bench clean
 
 $(STAMP): pyproject.toml
+	sh scripts/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# resemblyzer's speaker encoder (voice similarity): its webrtcvad pin needs a compiler,
+	# so it goes in without deps (webrtcvad-wheels and librosa come from the test extra).
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/turn.py
+	$(PY) bench/adapters.py
+	$(PY) bench/voice_similarity.py
+	$(PY) bench/voice_speed.py
+	$(PY) bench/image_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -27,7 +27,10 @@ app.add_typer(memory_app, name="memory")
 def _mount_media_commands() -> None:
     from bots.image_cli import image_app, portrait_command
 
+    from bots.voice_cli import voice_app
+
     app.add_typer(image_app, name="image", help="Selfies and images of a character.")
+    app.add_typer(voice_app, name="voice", help="A character's cloned voice: set it up, make voice notes.")
     persona_app.command("portrait")(portrait_command)
 
 

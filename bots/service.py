@@ -87,7 +87,17 @@ class Service:
                 image = build_from_settings(s, ImageSettings())
             except Exception as exc:  # selfies are optional: chat goes on without them
                 log.error("image backend not available, selfies are off: %s", exc)
-        self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image)
+        voice = None
+        try:
+            from generators.voice import VoiceGenerator, VoiceSettings, backend_from_settings
+
+            vs = VoiceSettings()
+            voice = VoiceGenerator(backend_from_settings(vs, cache_dir=s.data_dir / "cache" / "voices"),
+                                   s.media_dir / "voice", max_note_chars=vs.voice_max_note_chars, fmt=vs.voice_format)
+        except Exception as exc:  # voice notes are optional: replies go out as text
+            log.error("voice backend not available, voice notes are off: %s", exc)
+        self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
+                                      voice=voice, voices_root=s.data_dir / "voices")
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",

@@ -34,6 +34,8 @@ SELFIE_CAPTIONS = (
 )
 SELFIE_REFUSED = "Hmm, no, I'm not sending that kind of picture. Ask me for something else?"
 SELFIE_FAILED = "Ugh, my camera is acting up right now. Try asking again in a bit?"
+VOICE_NONE = "I can't send voice notes yet: nobody has given me a voice on this server."
+VOICE_FAILED = "My voice is gone for a moment, so text will have to do: {text}"
 SELFIE_NO_PORTRAIT = "I can't take selfies yet: nobody has given me a face on this server!"
 
 MEMORY_QUESTION = re.compile(
@@ -113,6 +115,8 @@ class PersonaManager:
         config: ManagerConfig | None = None,
         *,
         image=None,
+        voice=None,
+        voices_root=None,
     ):
         self.store = store
         self.registry = registry
@@ -120,6 +124,8 @@ class PersonaManager:
         self.embedder = embedder
         self.config = config or ManagerConfig()
         self.image = image  # an ImageGenerator, or None when no image backend is set up
+        self.voice = voice  # a generators.voice.VoiceGenerator, or None
+        self.voices_root = voices_root  # where `vchar voice set` keeps samples and consent
         self.batcher = EmbedBatcher(embedder)
         self.memory = MemoryStore(store, embedder, batcher=self.batcher)
         self._states: dict[str, _PersonaState] = {}
@@ -205,6 +211,8 @@ class PersonaManager:
         if name:
             if name == "selfie" and self.image is not None:
                 return await self._selfie(st, incoming, msg, arg.strip(), user_name)
+            if name == "voice" and self.voice is not None:
+                return await self._voice_note(st, incoming, msg, arg.strip(), user_name)
             if name == "forget":
                 await self.forget(st.persona.id, msg.platform, msg.user_id)
                 # Nothing of this exchange is stored: the person asked for it all to go.
@@ -385,6 +393,58 @@ class PersonaManager:
             incoming.conversation_id, incoming.message_id, caption, media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}]
         )
         return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
+
+    def voice_profile(self, persona: Persona):
+        """The persona's voice: from `vchar voice set`, or a sample with consent in its file."""
+        from generators.voice.base import ConsentError, VoiceProfile
+        from generators.voice.profile import load_voice_profile
+
+        if self.voices_root is not None:
+            stored = load_voice_profile(self.voices_root, persona.id)
+            if stored is not None:
+                return stored
+        v = persona.identity.voice
+        if v.sample and v.consent:
+            try:
+                return VoiceProfile(persona.id, v.sample, v.consent.who, v.consent.statement,
+                                    v.consent.date.isoformat(), v.language or persona.language)
+            except ConsentError:
+                return None
+        return None
+
+    async def _voice_note(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, text: str, user_name: str) -> Reply:
+        """/voice [text]: the text, or the character's last words here, as voice notes."""
+        from generators.voice.base import VoiceError
+
+        p = st.persona
+        if not text:
+            last = [h for h in await self.store.history(incoming.conversation_id, 10, before_id=incoming.message_id)
+                    if h.role == "assistant" and h.text]
+            text = last[-1].text if last else (p.render(p.greetings[0], user_name) if p.greetings else f"Hi, I'm {p.name}!")
+        profile = self.voice_profile(p)
+        if profile is None:
+            return await self._finish(st, incoming, msg, VOICE_NONE)
+        try:
+            notes = await self.voice.agenerate(text, profile, language=profile.language or p.language,
+                                               style=p.identity.voice.style)
+        except VoiceError as exc:
+            log.error("voice note for %s failed: %s", p.id, exc)
+            return await self._finish(st, incoming, msg, VOICE_FAILED.format(text=text))
+        except Exception:
+            log.exception("voice backend crashed for %s", p.id)
+            return await self._finish(st, incoming, msg, VOICE_FAILED.format(text=text))
+        files, records = [], []
+        for note in notes:
+            asset = await self.store.add_media_asset(
+                persona_id=st.db_id, kind="voice", path=str(note.path), mime=note.mime_type, generator=note.backend,
+                parameters={"text": note.text, "language": note.language, "style": note.style or "",
+                            "part": note.part, "parts": note.parts}, duration=note.duration,
+            )
+            files.append(MediaFile(kind="voice", path=str(note.path), mime=note.mime_type, duration=note.duration))
+            records.append({"kind": "voice", "asset_id": asset, "path": str(note.path)})
+        rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, text, media=records)
+        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id,
+                     media=tuple(files), message_db_id=rid)
 
     async def _memory_answer(self, st: _PersonaState, incoming: Incoming, user_name: str) -> str:
         rows = await self.store.list_memories(st.db_id, incoming.user_id, limit=12)

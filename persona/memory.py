@@ -122,6 +122,9 @@ class _Index:
         )
 
 
+_EMPTY = _Index(0, np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], np.zeros(0, np.float32))
+
+
 class MemoryStore:
     """Adds, recalls and lists one persona's memories of one person."""
 
@@ -142,6 +145,8 @@ class MemoryStore:
         idx = self._indexes.get(key)
         if idx is not None and (version is None or idx.version == version):
             return idx
+        if idx is None and version == 0:
+            return _EMPTY  # never given a memory: nothing to load
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             idx = self._indexes.get(key)
