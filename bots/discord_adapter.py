@@ -14,6 +14,12 @@ pass ``command_guild_ids`` to register them in given servers instead, which is i
 A slash command is deferred ("is thinking...") and answered with follow-ups; the
 manager gets ``"/name args"`` as the message text.
 
+A message whose text is a command and that carries an image (``/art watercolor`` with a
+photo attached, ``/portrait`` with a picture of a statue) has its first image downloaded
+(``Attachment.save``) into a temporary folder (``download_dir``), at most
+``max_download_bytes`` (larger: :data:`TOO_BIG`); the manager gets it as the attachment's
+``path``, and the file is deleted once the reply is delivered.
+
 While the character works the channel shows the typing indicator. Replies longer than
 2000 characters go as several messages, split at paragraph, line, sentence or word
 boundaries. Images, audio and video go as attachments; voice notes as real Discord voice
@@ -39,9 +45,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import dataclasses
 import logging
 import os
 import re
+import tempfile
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -62,6 +70,11 @@ MESSAGE_LIMIT = 2000
 VOICE_MESSAGE_FLAG = 8192
 VOICE_FILENAME = "voice-message.ogg"
 APOLOGY = "Sorry, something went wrong on my side. Could you try that again in a moment?"
+#: Answer to a picture over ``max_download_bytes`` ({mb}: the limit in MB).
+TOO_BIG = "That picture is too big for me to open. Could you send a smaller one (under {mb} MB)?"
+#: Answer when a picture could not be fetched from Discord.
+DOWNLOAD_FAILED = "I couldn't get that picture from Discord. Could you send it again?"
+MAX_DOWNLOAD = 10 * 1024 * 1024  # bytes: the largest picture downloaded for /art and /portrait
 
 # Slash commands: name -> (description, option name or None, option description).
 SLASH_COMMANDS: dict[str, tuple[str, str | None, str]] = {
@@ -209,6 +222,8 @@ class DiscordAdapter(Adapter):
         max_ratelimit_timeout: float | None = 60.0,
         client_options: dict[str, Any] | None = None,
         drain_timeout: float = 30.0,
+        download_dir: str | os.PathLike[str] | None = None,
+        max_download_bytes: int = MAX_DOWNLOAD,
     ):
         super().__init__(persona)
         self.token = token
@@ -221,6 +236,8 @@ class DiscordAdapter(Adapter):
         self.max_ratelimit_timeout = max_ratelimit_timeout
         self.client_options = dict(client_options or {})
         self.drain_timeout = drain_timeout
+        self.download_dir = Path(download_dir) if download_dir is not None else None  # None: the system temp folder
+        self.max_download_bytes = max_download_bytes
         self.client: _VcharClient | None = None
         self.synced_commands: list[app_commands.AppCommand] = []
         self._ready = asyncio.Event()
@@ -415,7 +432,45 @@ class DiscordAdapter(Adapter):
             sent_at=message.created_at,
             raw=message,
         )
-        await self._safe_dispatch(msg)
+        if text.startswith("/") and any(a.kind == "image" for a in attachments):
+            await self._dispatch_with_image(message, msg)
+        else:
+            await self._safe_dispatch(msg)
+
+    async def _dispatch_with_image(self, message: discord.Message, msg: IncomingMessage) -> None:
+        """A command with a picture (``/art`` on a photo): download the first image into a
+        temporary folder, hand the message on with its ``path``, delete it afterwards."""
+        source = next(a for a in message.attachments if (a.content_type or "").startswith("image/"))
+        limit = self.max_download_bytes
+        too_big = TOO_BIG.format(mb=max(1, limit // 2**20))
+        try:
+            if source.size > limit:
+                await self.send_text(msg.chat_id, too_big, reply_to=msg.message_id)
+                return
+            if self.download_dir is not None:
+                self.download_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="vchar-discord-", dir=self.download_dir) as tmp:
+                suffix = Path(source.filename).suffix.lower()
+                if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+                    suffix = ".img"
+                path = Path(tmp) / f"photo-{message.id}{suffix}"
+                try:
+                    await source.save(path)
+                except (discord.HTTPException, OSError) as exc:
+                    log.warning("discord: could not download %s of message %s: %s", source.url, message.id, exc)
+                    await self.send_text(msg.chat_id, DOWNLOAD_FAILED, reply_to=msg.message_id)
+                    return
+                size = path.stat().st_size
+                if size > limit:
+                    await self.send_text(msg.chat_id, too_big, reply_to=msg.message_id)
+                    return
+                attachments = tuple(
+                    dataclasses.replace(a, path=str(path), size=size) if a.url == source.url else a
+                    for a in msg.attachments
+                )
+                await self._safe_dispatch(dataclasses.replace(msg, attachments=attachments))
+        except Exception:
+            log.exception("discord: answering the picture in message %s failed", message.id)
 
     async def _safe_dispatch(self, msg: IncomingMessage) -> None:
         try:

@@ -166,13 +166,15 @@ def platform_adapters(settings: Settings) -> list:
                 poll_timeout=settings.telegram_poll_timeout,
                 max_retries=settings.telegram_max_retries,
                 overall_rate=settings.telegram_overall_rate,
+                download_dir=settings.data_dir / "cache" / "downloads",
             )
         )
     for token, persona_id in bots["discord"]:
         from bots.discord_adapter import DiscordAdapter
 
         adapters.append(
-            DiscordAdapter(token, persona_id, api_url=settings.discord_api_url, gateway_url=settings.discord_gateway_url)
+            DiscordAdapter(token, persona_id, api_url=settings.discord_api_url, gateway_url=settings.discord_gateway_url,
+                           download_dir=settings.data_dir / "cache" / "downloads")
         )
     return adapters
 

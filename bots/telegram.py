@@ -15,9 +15,15 @@ Behaviour:
   that @mentions the bot, replies to one of its messages, or is a command (``/cmd@bot``,
   or a bare ``/cmd`` that is one of ours); the @mention is taken out of the text.
   Commands go to the persona manager as text.
-* Anything but text (stickers, photos, documents, locations, polls, voice...) and edits of
-  earlier messages: a short neutral note in private chats (:data:`UNSUPPORTED_TEXT`,
-  :data:`EDITED_TEXT`), silence in groups.
+* A photo (or an image sent as a document) whose caption is a command (``/art watercolor``,
+  ``/portrait``; in groups one of ours or ``/cmd@bot``): the largest size is downloaded
+  (getFile, then the file URL) into a temporary folder (``download_dir``), at most
+  ``max_download_bytes`` (larger: :data:`TOO_BIG_TEXT`), and handed to the persona
+  manager as an ``Attachment(kind="image", path=...)`` with the caption as the text; the
+  file is deleted once the reply is delivered.
+* Anything else but text (stickers, photos without a command, documents, locations,
+  polls, voice...) and edits of earlier messages: a short neutral note in private chats
+  (:data:`UNSUPPORTED_TEXT`, :data:`EDITED_TEXT`), silence in groups.
 * A "typing" action is shown immediately and every ~4 s while the character works
   (upload_photo / record_voice / upload_video / upload_document while media upload).
 * Replies are split at 4096 characters (UTF-16 units, as Telegram counts) at paragraph,
@@ -40,7 +46,9 @@ import asyncio
 import contextlib
 import copy
 import logging
+import mimetypes
 import re
+import tempfile
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +69,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bots.adapter import Adapter
-from persona.types import IncomingMessage, MediaFile, Reply
+from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,11 @@ FIRST_ACTION_WAIT = 1.0  # seconds the work waits for the first "typing" to be d
 UNSUPPORTED_TEXT = "I can only read text messages for now."
 #: Answer (private chats only) to an edit of an earlier message.
 EDITED_TEXT = "I can't see edits to earlier messages. Could you send it again as a new message?"
+#: Answer to a photo over ``max_download_bytes`` ({mb}: the limit in MB).
+TOO_BIG_TEXT = "That picture is too big for me to open. Could you send a smaller one (under {mb} MB)?"
+#: Answer when a photo could not be downloaded from Telegram.
+DOWNLOAD_FAILED_TEXT = "I couldn't get that picture from Telegram. Could you send it again?"
+MAX_DOWNLOAD = 10 * 1024 * 1024  # bytes: the largest photo downloaded for /art and /portrait
 #: What a person sees when handling their message failed.
 APOLOGY_TEXT = "Sorry, something went wrong on my side. Could you try again in a moment?"
 
@@ -86,6 +99,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("voice", "A voice note (if this host has it set up)"),
     ("song", "A song (if this host has it set up)"),
     ("video", "A video (if this host has it set up)"),
+    ("art", "Send a photo with this caption: I redraw it in my style"),
+    ("portrait", "Send a photo of a statue or painting with this caption: I bring it to life"),
     ("memory", "What I remember about you"),
     ("forget", "Forget everything about you and our chat"),
 )
@@ -300,6 +315,8 @@ class TelegramAdapter(Adapter):
         typing_interval: float = 4.0,
         request_timeout: float = 10.0,
         media_timeout: float = 60.0,
+        download_dir: str | Path | None = None,
+        max_download_bytes: int = MAX_DOWNLOAD,
     ):
         super().__init__(persona)
         if not token:
@@ -323,6 +340,8 @@ class TelegramAdapter(Adapter):
         self.typing_interval = typing_interval
         self.request_timeout = request_timeout
         self.media_timeout = media_timeout
+        self.download_dir = Path(download_dir) if download_dir is not None else None  # None: the system temp folder
+        self.max_download_bytes = max_download_bytes
         self.application: Application | None = None
         self.bot_id: int | None = None
         self.bot_username: str = ""
@@ -424,7 +443,9 @@ class TelegramAdapter(Adapter):
 
     def _mentions_me(self, message: Message) -> bool:
         name = self.bot_username.lower()
-        for entity, value in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
+        kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+        found = message.parse_entities(kinds) if message.text is not None else message.parse_caption_entities(kinds)
+        for entity, value in found.items():
             if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == self.bot_id:
                 return True
             if entity.type == MessageEntity.MENTION and name and value.lower() == f"@{name}":
@@ -432,7 +453,7 @@ class TelegramAdapter(Adapter):
         return False
 
     def _command_for_me(self, message: Message) -> bool:
-        text = message.text or ""
+        text = message.text if message.text is not None else (message.caption or "")
         m = re.match(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s|$)", text)
         if not m:
             return False
@@ -460,10 +481,10 @@ class TelegramAdapter(Adapter):
             return True
         return self._mentions_me(message) or self._replies_to_me(message) or self._command_for_me(message)
 
-    def to_incoming(self, message: Message) -> IncomingMessage:
+    def to_incoming(self, message: Message, attachments: tuple[Attachment, ...] = ()) -> IncomingMessage:
         chat, user = message.chat, message.from_user
         private = chat.type == ChatType.PRIVATE
-        text = message.text or ""
+        text = message.text if message.text is not None else (message.caption or "")
         if not private and not text.startswith("/"):
             text = self._strip_mention(text)
         sender_id = user.id if user else (message.sender_chat.id if message.sender_chat else chat.id)
@@ -479,6 +500,7 @@ class TelegramAdapter(Adapter):
             chat_kind="private" if private else ("channel" if chat.type == ChatType.CHANNEL else "group"),
             chat_title=None if private else chat.title,
             reply_to_message_id=str(message.reply_to_message.message_id) if message.reply_to_message else None,
+            attachments=attachments,
             sent_at=message.date,
             raw=message,
         )
@@ -495,12 +517,47 @@ class TelegramAdapter(Adapter):
                 await self.send_text(str(message.chat.id), EDITED_TEXT)
             return
         if message.text is None:
+            image = _image_of(message)
+            if image is not None and (message.caption or "").startswith("/") and self.addressed(message):
+                await self._dispatch_with_image(message, *image)
+                return
             if private and message.effective_attachment is not None:
                 await self.send_text(str(message.chat.id), UNSUPPORTED_TEXT)
             return  # service messages (joins, pins...) and anything in groups: silence
         if not self.addressed(message):
             return
         await self.dispatch(self.to_incoming(message))
+
+    async def _dispatch_with_image(self, message: Message, source: Any, mime: str) -> None:
+        """Download the photo (``source``: a PhotoSize or an image Document) and hand the
+        message on with it; the file is gone once the reply is delivered."""
+        chat_id, mid = str(message.chat.id), str(message.message_id)
+        limit = self.max_download_bytes
+        too_big = TOO_BIG_TEXT.format(mb=max(1, limit // 2**20))
+        if source.file_size and source.file_size > limit:
+            await self.send_text(chat_id, too_big, reply_to=mid)
+            return
+        if self.download_dir is not None:
+            self.download_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="vchar-telegram-", dir=self.download_dir) as tmp:
+            try:
+                file = await source.get_file()
+                if file.file_size and file.file_size > limit:
+                    await self.send_text(chat_id, too_big, reply_to=mid)
+                    return
+                suffix = Path(file.file_path or "").suffix or mimetypes.guess_extension(mime) or ".jpg"
+                path = await file.download_to_drive(Path(tmp) / f"photo-{mid}{suffix.lower()}")
+            except TelegramError as exc:
+                log.warning("telegram: could not download the photo of message %s in %s: %s", mid, chat_id, exc)
+                await self.send_text(chat_id, DOWNLOAD_FAILED_TEXT, reply_to=mid)
+                return
+            size = path.stat().st_size
+            if size > limit:
+                await self.send_text(chat_id, too_big, reply_to=mid)
+                return
+            name = getattr(source, "file_name", None) or path.name
+            attachment = Attachment(kind="image", path=str(path), mime=mime, name=name, size=size)
+            await self.dispatch(self.to_incoming(message, (attachment,)))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         exc = context.error
@@ -592,12 +649,23 @@ def _chat(chat_id: str) -> int | str:
         return chat_id
 
 
+def _image_of(message: Message) -> tuple[Any, str] | None:
+    """The picture a message carries, as (what to download, its MIME type): the largest
+    size of a photo, or a document whose MIME type is an image."""
+    if message.photo:
+        return max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0)), "image/jpeg"
+    doc = message.document
+    if doc is not None and (doc.mime_type or "").lower().startswith("image/"):
+        return doc, doc.mime_type.lower()
+    return None
+
+
 def _is_ogg(media: MediaFile) -> bool:
     mime = (media.mime or "").lower()
     return mime.startswith(("audio/ogg", "audio/opus", "application/ogg")) or media.path.lower().endswith((".ogg", ".oga", ".opus"))
 
 
 __all__ = [
-    "APOLOGY_TEXT", "COMMANDS", "EDITED_TEXT", "UNSUPPORTED_TEXT", "PerChatUpdateProcessor",
+    "APOLOGY_TEXT", "COMMANDS", "DOWNLOAD_FAILED_TEXT", "EDITED_TEXT", "TOO_BIG_TEXT", "UNSUPPORTED_TEXT", "PerChatUpdateProcessor",
     "TelegramAdapter", "split_message",
 ]

@@ -37,6 +37,13 @@ SELFIE_FAILED = "Ugh, my camera is acting up right now. Try asking again in a bi
 VOICE_NONE = "I can't send voice notes yet: nobody has given me a voice on this server."
 VOICE_FAILED = "My voice is gone for a moment, so text will have to do: {text}"
 SELFIE_NO_PORTRAIT = "I can't take selfies yet: nobody has given me a face on this server!"
+ART_NEEDS_PHOTO = "Send me the photo with /{name} as its caption!"
+ART_UNREADABLE = "I couldn't open that picture, could you send it as a normal photo?"
+ART_CAPTIONS = {
+    "art": ("Here you are, the way I see it!", "I had fun with this one!", "Drawn just for you."),
+    "portrait": ("Look, they're alive!", "As if they could step right out of the frame.", "Here they are, for real!"),
+}
+PORTRAIT_PROMPT = "lifelike photo portrait of a real person, natural skin, detailed, photographic"
 
 MEMORY_QUESTION = re.compile(
     r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
@@ -54,7 +61,9 @@ HELP_TEXT = (
     "/persona - who I am\n"
     "/memory - what I remember about you\n"
     "/forget - delete everything I remember about you and our chat history\n"
-    "/selfie [scene], /voice [text], /song [style], /video [text] - media, where this host has it set up"
+    "/selfie [scene], /voice [text], /song [style], /video [text] - media, where this host has it set up\n"
+    "/art [style] or /portrait as a photo's caption - I redraw your photo in my style, or bring a statue "
+    "or painting to life"
 )
 
 FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
@@ -69,6 +78,8 @@ MEDIA_COMMANDS = {
     "voice": "I can't send voice notes here yet, nobody has given me a voice on this server.",
     "song": "I'd love to make you a song, but my music studio isn't set up here yet.",
     "video": "Videos aren't set up on this server yet, sorry! Words will have to do.",
+    "art": "I can't draw from here yet, my sketchbook isn't set up on this server.",
+    "portrait": "I can't bring pictures to life here yet, my sketchbook isn't set up on this server.",
 }
 
 
@@ -211,6 +222,8 @@ class PersonaManager:
         if name:
             if name == "selfie" and self.image is not None:
                 return await self._selfie(st, incoming, msg, arg.strip(), user_name)
+            if name in ("art", "portrait") and self.image is not None:
+                return await self._redraw(st, incoming, msg, name, arg.strip())
             if name == "voice" and self.voice is not None:
                 return await self._voice_note(st, incoming, msg, arg.strip(), user_name)
             if name == "forget":
@@ -384,6 +397,57 @@ class PersonaManager:
             log.exception("image backend crashed on a selfie for %s", p.id)
             return await self._finish(st, incoming, msg, SELFIE_FAILED)
         caption = SELFIE_CAPTIONS[result.seed % len(SELFIE_CAPTIONS)].format(scene=scene.capitalize()).strip()
+        asset = await self.store.add_media_asset(
+            persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
+            generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,
+        )
+        media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
+        rid = await self.store.store_reply(
+            incoming.conversation_id, incoming.message_id, caption, media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}]
+        )
+        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
+
+    async def _redraw(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, name: str, arg: str) -> Reply:
+        """/art [style words] (the person's photo redrawn in the character's style) and
+        /portrait [notes] (a statue or painting made lifelike): img2img on the photo that
+        came with the message."""
+        from generators.image import ImageError, ImageInputError, ImageRefused, ImageRequest, seed_for
+
+        p = st.persona
+        photo = next((a for a in msg.attachments if a.kind == "image" and a.path), None)
+        if photo is None:
+            return await self._finish(st, incoming, msg, ART_NEEDS_PHOTO.format(name=name))
+        if name == "art":
+            prompt = ", ".join(x for x in (arg or "in my art style", p.identity.style_prompt.strip()) if x)
+            strength = 0.6
+        else:
+            prompt = PORTRAIT_PROMPT + (f", {arg}" if arg else "")
+            strength = 0.55
+        request = ImageRequest(
+            prompt=prompt,
+            mode="img2img",
+            init_image=photo.path,
+            strength=strength,
+            seed=seed_for(p.identity.seed, f"{name}|{arg}"),
+            safety=not p.nsfw,
+            tags={"vchar:persona": p.id, "vchar:command": name},
+        )
+        try:
+            result = await self.image.generate(request)
+        except ImageRefused as exc:
+            log.info("/%s for %s refused: %s", name, p.id, exc)
+            return await self._finish(st, incoming, msg, SELFIE_REFUSED)
+        except ImageInputError as exc:
+            log.info("/%s for %s: unusable photo: %s", name, p.id, exc)
+            return await self._finish(st, incoming, msg, ART_UNREADABLE)
+        except ImageError as exc:
+            log.error("/%s for %s failed: %s", name, p.id, exc)
+            return await self._finish(st, incoming, msg, SELFIE_FAILED)
+        except Exception:
+            log.exception("image backend crashed on /%s for %s", name, p.id)
+            return await self._finish(st, incoming, msg, SELFIE_FAILED)
+        captions = ART_CAPTIONS[name]
+        caption = captions[result.seed % len(captions)]
         asset = await self.store.add_media_asset(
             persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
             generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,

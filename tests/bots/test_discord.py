@@ -423,3 +423,71 @@ async def test_video_goes_as_an_mp4_attachment_with_its_streams(fake, bots, tmp_
         assert kinds == {"video": "h264", "audio": "aac"}
         frames = sum(1 for _ in c.decode(video=0))
     assert frames == 12
+
+
+# -- pictures for /art and /portrait -----------------------------------------------------------
+
+
+def jpeg_photo(tmp_path) -> bytes:
+    from generators.image.testing import portrait_on_canvas
+
+    src = portrait_on_canvas(tmp_path / "friend.png")
+    buf = io.BytesIO()
+    with Image.open(src) as img:
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+async def test_art_picture_is_downloaded_and_answered_with_a_redrawn_one(fake, bots, store, registry, embedder, tmp_path):
+    from pathlib import Path
+
+    from generators.image import build_image_backend
+
+    data = jpeg_photo(tmp_path)
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    m = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await m.start()
+    seen: list[tuple[IncomingMessage, bytes]] = []
+
+    async def handle(msg: IncomingMessage):
+        seen.append((msg, Path(msg.attachments[0].path).read_bytes() if msg.attachments and msg.attachments[0].path else b""))
+        return await m.handle(msg)
+
+    try:
+        await bots.start(handle, download_dir=tmp_path / "incoming")
+        att = fake.person_attachment("me.jpg", data, "image/jpeg", width=600, height=400)
+        fake.push_message(None, "Zoe", "/art watercolor", guild=False, attachments=[att])
+        [answer] = await fake.wait_for_sent(1)
+    finally:
+        await m.close()
+    [(msg, got)] = seen
+    assert msg.text == "/art watercolor" and got == data
+    a = msg.attachments[0]
+    assert (a.kind, a.mime, a.size, a.name) == ("image", "image/jpeg", len(data), "me.jpg")
+    await fake.wait_for(lambda: not Path(a.path).exists(), timeout=5, what="the download to be deleted")  # once answered
+    assert fake.cdn_downloads == [f"attachments/{att['id']}/me.jpg"]
+    [f] = answer.files
+    assert answer.content  # the caption
+    with Image.open(io.BytesIO(f.data)) as im:
+        assert im.format == "PNG"
+
+
+async def test_pictures_without_a_command_are_not_downloaded_and_huge_ones_are_refused(fake, bots, tmp_path):
+    from bots.discord_adapter import TOO_BIG
+
+    data = jpeg_photo(tmp_path)
+    got: list[IncomingMessage] = []
+
+    async def handler(msg: IncomingMessage) -> Reply:
+        got.append(msg)
+        return Reply(text=f"re: {msg.text}", chat_id=msg.chat_id, persona="mira", reply_to_message_id=msg.message_id)
+
+    await bots.start(handler, max_download_bytes=5 * 1024 * 1024)
+    plain = fake.person_attachment("cat.jpg", data)
+    fake.push_message(None, "Zoe", "look at my cat", guild=False, attachments=[plain])
+    huge = fake.person_attachment("huge.jpg", data, size=50 * 1024 * 1024)
+    fake.push_message(None, "Zoe", "/art", guild=False, attachments=[huge])
+    sent = await fake.wait_for_sent(2)  # messages are answered concurrently: in either order
+    assert sorted(s.content for s in sent) == sorted(["re: look at my cat", TOO_BIG.format(mb=5)])
+    assert [m.text for m in got] == ["look at my cat"] and got[0].attachments[0].path is None
+    assert fake.cdn_downloads == []

@@ -494,3 +494,85 @@ async def test_fake_confirms_offsets_like_telegram(tg):
         assert tg.confirmed_offset == first["update_id"] + 1
         bad = await client.post(f"{tg.base_url}1:nope/getMe")
         assert bad.status_code == 401 and bad.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+
+
+# -- photos for /art and /portrait ------------------------------------------------------------
+
+
+def jpeg_photo(tmp_path) -> bytes:
+    from PIL import Image
+
+    from generators.image.testing import portrait_on_canvas
+
+    src = portrait_on_canvas(tmp_path / "friend.png")
+    buf = io.BytesIO()
+    with Image.open(src) as img:
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+async def test_art_photo_is_downloaded_and_answered_with_a_redrawn_picture(tg, store, embedder, tmp_path):
+    from PIL import Image
+
+    from generators.image import build_image_backend
+
+    data = jpeg_photo(tmp_path)
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    manager = PersonaManager(store, PersonaRegistry([SAMPLES]), LiteTextGenerator(embedder), embedder, ManagerConfig(),
+                             image=image)
+    await manager.start()
+    seen: list[tuple[IncomingMessage, bytes]] = []
+
+    async def handle(msg: IncomingMessage):
+        seen.append((msg, Path(msg.attachments[0].path).read_bytes() if msg.attachments else b""))
+        return await manager.handle(msg)
+
+    try:
+        async with running(tg, handler=handle, download_dir=tmp_path / "incoming"):
+            tg.push_photo(ZOE, "Zoe", data, caption="/art watercolor", user_id=ZOE)
+            [photo] = await tg.wait_for_sent(1, method="sendPhoto", chat_id=ZOE)
+    finally:
+        await manager.close()
+    [(msg, got)] = seen
+    assert msg.text == "/art watercolor" and len(msg.attachments) == 1
+    att = msg.attachments[0]
+    assert (att.kind, att.mime, att.size) == ("image", "image/jpeg", len(data)) and got == data
+    assert tg.downloads and tg.downloads[-1].startswith("photos/")  # the largest size, not the thumbnail
+    assert not Path(att.path).exists()  # the download is cleaned up once answered
+    up = photo.file("photo")
+    assert up is not None and photo.fields.get("caption")
+    with Image.open(io.BytesIO(up.data)) as img:
+        assert img.format == "PNG" and img.size[0] >= 256
+    assert not tg.sent_to(ZOE)  # the picture is the whole answer: no "text only" note
+
+
+async def test_photo_rules_in_private_and_groups(tg, tmp_path):
+    from bots.telegram import TOO_BIG_TEXT
+
+    data = jpeg_photo(tmp_path)
+    g = {"chat_type": "group", "chat_title": "Night owls"}
+    got: list[tuple[str, tuple]] = []
+
+    async def handler(msg: IncomingMessage) -> Reply:
+        att = msg.attachments
+        got.append((msg.text, tuple((a.kind, a.mime, Path(a.path).read_bytes() == data) for a in att)))
+        return Reply(text=f"re: {msg.text}", chat_id=msg.chat_id, persona="mira", reply_to_message_id=msg.message_id)
+
+    async with running(tg, handler=handler, max_download_bytes=5 * 1024 * 1024):
+        tg.push_photo(ZOE, "Zoe", data, user_id=ZOE)  # no caption: the usual note
+        tg.push_photo(ZOE, "Zoe", data, caption="look at this", user_id=ZOE)  # no command: the usual note
+        tg.push_photo(ZOE, "Zoe", data, caption="/art", user_id=ZOE, file_size=50 * 1024 * 1024)  # too big
+        tg.push_document(ZOE, "Zoe", "statue.jpg", "image/jpeg", caption="/portrait", user_id=ZOE, data=data)
+        calls = await tg.wait_for_sent(4, chat_id=ZOE)
+        assert [c.text for c in calls] == [UNSUPPORTED_TEXT, UNSUPPORTED_TEXT, TOO_BIG_TEXT.format(mb=5), "re: /portrait"]
+
+        tg.push_photo(GROUP, "Ala", data, **g)  # photos in groups: silence ...
+        tg.push_photo(GROUP, "Ala", data, caption="/unknown", **g)
+        tg.push_photo(GROUP, "Ala", data, caption="/art@mira_test_bot oil painting", **g)  # ... unless for us
+        [reply] = await tg.wait_for_sent(1, chat_id=GROUP)
+        assert reply.text == "re: /art@mira_test_bot oil painting"
+        await asyncio.sleep(0.2)
+        assert len(tg.sent_to(GROUP)) == 1
+    assert got == [("/portrait", (("image", "image/jpeg", True),)),
+                   ("/art@mira_test_bot oil painting", (("image", "image/jpeg", True),))]
+    assert len(tg.downloads) == 2  # neither the photos without a command nor the oversized one

@@ -21,7 +21,8 @@ whose ``upload_url`` points back here, ``PUT`` the bytes there),
 ``PUT /applications/{app}/commands`` and ``PUT /applications/{app}/guilds/{guild}/commands``
 (bulk overwrite), ``POST /interactions/{id}/{token}/callback``, ``POST /webhooks/{app}/{token}``
 (follow-ups), ``PATCH``/``DELETE /webhooks/{app}/{token}/messages/@original``. Attachments
-it stored are served back from ``GET /cdn/...``.
+it stored are served back from ``GET /cdn/...``, and so are files a test attaches to a
+person's message (``person_attachment``).
 
 Gateway (``ws://127.0.0.1:PORT/gateway``, plain-text JSON frames): HELLO (op 10), heartbeat
 ACK (op 11), IDENTIFY (op 2) -> READY (unavailable guild stubs) then GUILD_CREATE,
@@ -247,6 +248,7 @@ class FakeDiscordServer:
         r.add_delete(p + "/webhooks/{app_id}/{token}/messages/@original", self._delete_original)
         r.add_put("/upload/{key}", self._upload)
         r.add_get("/cdn/{tail:.*}", self._cdn)
+        self.cdn_downloads: list[str] = []  # keys of the files the bot fetched from /cdn
         r.add_get("/gateway", self._gateway_ws)
         self._cdn_files: dict[str, FakeFile] = {}
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -413,6 +415,23 @@ class FakeDiscordServer:
         )
         self.dispatch("MESSAGE_CREATE", data)
         return data["id"]
+
+    def person_attachment(self, filename: str, data: bytes, content_type: str | None = "image/jpeg",
+                          *, size: int | None = None, width: int | None = None, height: int | None = None) -> dict[str, Any]:
+        """An attachment payload for ``push_message(attachments=[...])`` whose ``url`` this
+        server serves (``size`` may claim another size, to test limits). Needs a started server."""
+        aid = self.new_id()
+        key = f"attachments/{aid}/{filename}"
+        self._cdn_files[key] = FakeFile(filename, content_type, data)
+        a: dict[str, Any] = {
+            "id": aid, "filename": filename, "size": size if size is not None else len(data),
+            "url": f"{self.base_url}/cdn/{key}", "proxy_url": f"{self.base_url}/cdn/{key}",
+        }
+        if content_type is not None:
+            a["content_type"] = content_type
+        if width is not None and height is not None:
+            a["width"], a["height"] = width, height
+        return a
 
     def redeliver(self, message_id: str) -> None:
         """Dispatch the same MESSAGE_CREATE again (a duplicate delivery)."""
@@ -730,6 +749,7 @@ class FakeDiscordServer:
         f = self._cdn_files.get(request.match_info["tail"])
         if f is None:
             return web.Response(status=404)
+        self.cdn_downloads.append(request.match_info["tail"])
         return web.Response(body=f.data, headers={"Content-Type": f.content_type or "application/octet-stream"})
 
     async def _put_commands(self, request: web.Request) -> web.Response:

@@ -12,7 +12,9 @@ string, an urlencoded or multipart form, or a JSON body, like the real server. A
 Served methods: getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (long polling
 with ``offset``/``timeout``/``limit``/``allowed_updates``; a newer getUpdates ends an older
 one with 409 Conflict), setMyCommands, getMyCommands, deleteMyCommands, sendMessage,
-sendChatAction, sendPhoto, sendVoice, sendAudio, sendVideo, sendDocument, close, logOut.
+sendChatAction, sendPhoto, sendVoice, sendAudio, sendVideo, sendDocument, getFile, close, logOut;
+and file downloads, ``GET /file/bot<TOKEN>/<file_path>``, for files a test pushed with
+bytes (``push_photo``, ``push_document(data=...)``).
 
 Confirmation works as on Telegram: a getUpdates with ``offset`` confirms (drops) every
 update below it; ``confirmed_offset`` shows the highest offset requested, ``deliveries``
@@ -34,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 #: Methods that only read state; everything else the bot calls is recorded in ``sent``.
-READ_METHODS = frozenset({"getMe", "getUpdates", "deleteWebhook", "getMyCommands", "getWebhookInfo"})
+READ_METHODS = frozenset({"getMe", "getUpdates", "deleteWebhook", "getMyCommands", "getWebhookInfo", "getFile"})
 CHAT_ACTIONS = frozenset({
     "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
     "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note",
@@ -133,6 +135,8 @@ class FakeTelegramServer:
         self._message_ids: dict[int, itertools.count] = {}
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat_id, message_id) -> Message
         self._file_ids = itertools.count(1)
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes) the bot may download
+        self.downloads: list[str] = []  # file_paths the bot downloaded
         self._changed = asyncio.Condition()
         self._poll_generation = 0
         self._runner: web.AppRunner | None = None
@@ -161,6 +165,7 @@ class FakeTelegramServer:
     async def start(self) -> FakeTelegramServer:
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{file_path:.+}", self._download)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -364,11 +369,43 @@ class FakeTelegramServer:
 
     def push_document(self, chat_id: int, user: str | dict[str, Any], file_name: str = "notes.pdf",
                       mime_type: str = "application/pdf", caption: str | None = None, chat_type: str = "private",
-                      *, chat_title: str | None = None, reply_to: int | None = None, user_id: int | None = None):
-        content: dict[str, Any] = {"document": self._file(file_name=file_name, mime_type=mime_type, file_size=1234)}
-        if caption is not None:
-            content["caption"] = caption
+                      *, chat_title: str | None = None, reply_to: int | None = None, user_id: int | None = None,
+                      data: bytes | None = None):
+        """A document; with ``data`` the bot can download it (getFile, then the file route)."""
+        doc = self._file(file_name=file_name, mime_type=mime_type, file_size=len(data) if data is not None else 1234)
+        if data is not None:
+            self._register(doc, f"documents/{file_name}", data)
+        content: dict[str, Any] = {"document": doc}
+        content.update(self._caption_content(caption))
         return self._push_other(chat_id, user, chat_type, chat_title, reply_to, user_id, **content)
+
+    def push_photo(self, chat_id: int, user: str | dict[str, Any], data: bytes, caption: str | None = None,
+                   chat_type: str = "private", *, chat_title: str | None = None, reply_to: int | None = None,
+                   user_id: int | None = None, width: int = 800, height: int = 600,
+                   file_size: int | None = None) -> dict[str, Any]:
+        """A photo (``data``: the JPEG bytes of its largest size) with an optional caption,
+        sent as Telegram does: several PhotoSizes, smallest first, each downloadable.
+        ``file_size`` overrides the size the largest one claims (to test size limits)."""
+        thumb_data = data[: max(1, len(data) // 8)]  # the bytes of a thumbnail; never the one to use
+        thumb = self._file(width=max(1, width // 10), height=max(1, height // 10), file_size=len(thumb_data))
+        big = self._file(width=width, height=height, file_size=file_size if file_size is not None else len(data))
+        self._register(thumb, f"photos/file_{thumb['file_id']}.jpg", thumb_data)
+        self._register(big, f"photos/file_{big['file_id']}.jpg", data)
+        content: dict[str, Any] = {"photo": [thumb, big]}
+        content.update(self._caption_content(caption))
+        return self._push_other(chat_id, user, chat_type, chat_title, reply_to, user_id, **content)
+
+    def _register(self, file: dict[str, Any], file_path: str, data: bytes) -> None:
+        self.files[file["file_id"]] = (file_path, data)
+
+    def _caption_content(self, caption: str | None) -> dict[str, Any]:
+        if caption is None:
+            return {}
+        out: dict[str, Any] = {"caption": caption}
+        ents = self.entities_for(caption)
+        if ents:
+            out["caption_entities"] = ents
+        return out
 
     def push_poll(self, chat_id: int, user: str | dict[str, Any], question: str = "Pizza or sushi?",
                   chat_type: str = "private", *, chat_title: str | None = None, user_id: int | None = None):
@@ -558,6 +595,25 @@ class FakeTelegramServer:
     async def _api_deleteMyCommands(self, fields, files):
         self.commands = []
         return True
+
+    async def _api_getFile(self, fields, files):
+        file_id = str(fields.get("file_id") or "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        if len(data) > 20 * 1024 * 1024:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": "U" + file_id, "file_size": len(data), "file_path": path}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=404, text="Not Found")
+        path = request.match_info["file_path"]
+        for known, data in self.files.values():
+            if known == path:
+                self.downloads.append(path)
+                return web.Response(body=data, content_type="application/octet-stream")
+        return web.Response(status=404, text="Not Found")
 
     async def _api_sendChatAction(self, fields, files):
         self._chat_id(fields)

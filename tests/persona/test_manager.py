@@ -291,3 +291,65 @@ async def test_selfie_refusal_and_missing_portrait_answer_in_character(store, em
     assert (await m.handle(msg("/selfie nude on the beach"))).text == SELFIE_REFUSED
     bare = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
     assert (await bare.handle(msg("/selfie at home", user="u9"))).text == SELFIE_NO_PORTRAIT
+
+
+def photo_msg(text: str, path, *, user="u1", mime="image/png") -> IncomingMessage:
+    from persona.types import Attachment
+
+    base = msg(text, user=user)
+    att = Attachment(kind="image", path=str(path), mime=mime, size=path.stat().st_size)
+    return IncomingMessage(**{**{f: getattr(base, f) for f in base.__slots__ if f != "attachments"}, "attachments": (att,)})
+
+
+async def test_art_and_portrait_redraw_the_photo_that_came_with_the_command(store, embedder, portrait_registry, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from sqlalchemy import func, select
+
+    from db.models import MediaAsset
+    from generators.image import build_image_backend, read_metadata
+    from generators.image.testing import portrait_on_canvas
+
+    photo = portrait_on_canvas(tmp_path / "friend.png")
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await m.start()
+    art = await m.handle(photo_msg("/art watercolor", photo))
+    assert art is not None and art.text == "" and len(art.media) == 1
+    out = art.media[0]
+    assert out.kind == "image" and out.mime == "image/png" and out.caption
+    with Image.open(out.path) as pic:
+        assert pic.format == "PNG"
+        redrawn = np.asarray(pic.convert("RGB"), dtype=np.int16)
+    meta = read_metadata(out.path)
+    assert "watercolor" in str(meta) and "img2img" in str(meta)
+    with Image.open(photo) as src:
+        original = np.asarray(src.convert("RGB").resize(pic.size), dtype=np.int16)
+    assert np.abs(redrawn - original).mean() > 3  # really redrawn, not the photo sent back
+
+    portrait = await m.handle(photo_msg("/portrait", photo, user="u2"))
+    assert portrait.media and "lifelike" in str(read_metadata(portrait.media[0].path))
+    assert portrait.media[0].path != out.path
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(MediaAsset))).scalar_one() == 2
+
+
+async def test_art_without_a_photo_or_with_a_broken_one_answers_in_character(store, embedder, portrait_registry, registry, tmp_path):
+    from generators.image import build_image_backend
+    from persona.manager import ART_UNREADABLE, MEDIA_COMMANDS
+
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await m.start()
+    hint = await m.handle(msg("/art"))
+    assert hint.text == "Send me the photo with /art as its caption!" and not hint.media
+    assert (await m.handle(msg("/portrait", user="u2"))).text == "Send me the photo with /portrait as its caption!"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
+    bad = await m.handle(photo_msg("/art", broken, user="u3", mime="image/jpeg"))
+    assert bad.text == ART_UNREADABLE and not bad.media
+    # No image backend: the host's "not set up" line, counted against the media budget.
+    plain = await make(store, registry, embedder, media_rate=Rate(1, 3600))
+    assert plain.image is None
+    assert (await plain.handle(msg("/art", user="u4"))).text == MEDIA_COMMANDS["art"]
+    assert (await plain.handle(msg("/portrait", user="u4"))).text == MEDIA_LIMITED
