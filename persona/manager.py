@@ -372,7 +372,7 @@ class PersonaManager:
 
     async def _selfie(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, scene: str, user_name: str) -> Reply:
         """A selfie in the persona's likeness, with a caption in its voice."""
-        from generators.image import ImageError, ImageRefused, ImageRequest, seed_for, selfie_prompt
+        from generators.image import ImageRequest, seed_for, selfie_prompt
 
         p = st.persona
         ident = p.identity
@@ -385,33 +385,14 @@ class PersonaManager:
             safety=not p.nsfw,
             tags={"vchar:persona": p.id},
         )
-        try:
-            result = await self.image.generate(request)
-        except ImageRefused as exc:
-            log.info("selfie for %s refused: %s", p.id, exc)
-            return await self._finish(st, incoming, msg, SELFIE_REFUSED)
-        except ImageError as exc:
-            log.error("selfie for %s failed: %s", p.id, exc)
-            return await self._finish(st, incoming, msg, SELFIE_FAILED)
-        except Exception:
-            log.exception("image backend crashed on a selfie for %s", p.id)
-            return await self._finish(st, incoming, msg, SELFIE_FAILED)
-        caption = SELFIE_CAPTIONS[result.seed % len(SELFIE_CAPTIONS)].format(scene=scene.capitalize()).strip()
-        asset = await self.store.add_media_asset(
-            persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
-            generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,
-        )
-        media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
-        rid = await self.store.store_reply(
-            incoming.conversation_id, incoming.message_id, caption, media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}]
-        )
-        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
+        caption = SELFIE_CAPTIONS[request.seed % len(SELFIE_CAPTIONS)].format(scene=scene.capitalize()).strip()
+        return await self._picture(st, incoming, msg, request, "selfie", caption, unreadable=SELFIE_FAILED)
 
     async def _redraw(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, name: str, arg: str) -> Reply:
         """/art [style words] (the person's photo redrawn in the character's style) and
         /portrait [notes] (a statue or painting made lifelike): img2img on the photo that
         came with the message."""
-        from generators.image import ImageError, ImageInputError, ImageRefused, ImageRequest, seed_for
+        from generators.image import ImageRequest, seed_for
 
         p = st.persona
         photo = next((a for a in msg.attachments if a.kind == "image" and a.path), None)
@@ -432,29 +413,40 @@ class PersonaManager:
             safety=not p.nsfw,
             tags={"vchar:persona": p.id, "vchar:command": name},
         )
+        captions = ART_CAPTIONS[name]
+        return await self._picture(st, incoming, msg, request, f"/{name}", captions[request.seed % len(captions)],
+                                   unreadable=ART_UNREADABLE)
+
+    async def _picture(
+        self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, request, what: str, caption: str, *, unreadable: str
+    ) -> Reply:
+        """Make a picture, record it as a media asset and reply with it; every failure is
+        an in-character line (refused, unusable input, a backend that failed)."""
+        from generators.image import ImageError, ImageInputError, ImageRefused
+
+        p = st.persona
         try:
             result = await self.image.generate(request)
         except ImageRefused as exc:
-            log.info("/%s for %s refused: %s", name, p.id, exc)
+            log.info("%s for %s refused: %s", what, p.id, exc)
             return await self._finish(st, incoming, msg, SELFIE_REFUSED)
         except ImageInputError as exc:
-            log.info("/%s for %s: unusable photo: %s", name, p.id, exc)
-            return await self._finish(st, incoming, msg, ART_UNREADABLE)
+            log.info("%s for %s: unusable input: %s", what, p.id, exc)
+            return await self._finish(st, incoming, msg, unreadable)
         except ImageError as exc:
-            log.error("/%s for %s failed: %s", name, p.id, exc)
+            log.error("%s for %s failed: %s", what, p.id, exc)
             return await self._finish(st, incoming, msg, SELFIE_FAILED)
         except Exception:
-            log.exception("image backend crashed on /%s for %s", name, p.id)
+            log.exception("image backend crashed on %s for %s", what, p.id)
             return await self._finish(st, incoming, msg, SELFIE_FAILED)
-        captions = ART_CAPTIONS[name]
-        caption = captions[result.seed % len(captions)]
         asset = await self.store.add_media_asset(
             persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
             generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,
         )
         media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
         rid = await self.store.store_reply(
-            incoming.conversation_id, incoming.message_id, caption, media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}]
+            incoming.conversation_id, incoming.message_id, caption,
+            media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}],
         )
         return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
 
