@@ -81,12 +81,10 @@ def extract_facts(text: str, person: str) -> list[Fact]:
                 if groups[0].lower() in _NOT_NAMES:
                     continue
                 name = groups[0]
-            if "{0}s" in template:  # a verb: love -> loves, can't stand -> can't stands
+            if "{0}s" in template:  # a verb in the third person: love -> loves; can't stand stays
                 verb = groups[0].lower()
-                verb = {"can't stand": "can't stand"}.get(verb, verb)
-                sentence = template.replace("{0}s", verb if verb == "can't stand" else verb + "s")
-                sentence = sentence.format(*groups, s=subject, **{})
-                sentence = sentence.replace(groups[1] + ".", _third_person(groups[1]) + ".")
+                verb = verb if verb == "can't stand" else verb + "s"
+                sentence = template.replace("{0}s", verb).format(*[_third_person(g) for g in groups], s=subject)
             else:
                 sentence = template.format(*[_third_person(g) for g in groups], s=subject)
             key = sentence.lower()
