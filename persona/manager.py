@@ -258,7 +258,7 @@ class PersonaManager:
 
     async def _converse(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, user_name: str) -> Reply:
         persona, cfg = st.persona, self.config
-        # Facts the person states are remembered right away, before the reply.
+        # Facts the person states are stored in the background while the reply is made.
         self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
         history = await self.store.history(incoming.conversation_id, cfg.history_rows, before_id=incoming.message_id)
         said = trim_for_model(msg.text, cfg.max_message_chars)
