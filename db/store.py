@@ -18,9 +18,10 @@ import numpy as np
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.engine import create_engine
+from db.engine import create_engine, create_thread_engine
 from db.models import Conversation, MediaAsset, Memory, Message, Persona, PlatformUser, Relationship, utcnow
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,14 @@ class MemoryRow:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None):
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None, thread_engine: Engine | None = None):
         self.engine = engine
+        # The per-turn hot paths run each whole transaction in one worker-thread call on a
+        # blocking driver: aiosqlite would hop threads for every statement.
+        url = engine.url.render_as_string(hide_password=False)
+        self.thread_engine = thread_engine or create_thread_engine(url)
+        # SQLite reads in threads skip BEGIN IMMEDIATE, as the async read engine does.
+        self.thread_reader = create_thread_engine(url, readonly=True) if engine.dialect.name == "sqlite" else self.thread_engine
         # Reads go through their own engine: on SQLite it skips BEGIN IMMEDIATE, so
         # reads never wait for the write lock.
         self.read_engine = read_engine or engine
@@ -99,6 +106,9 @@ class Store:
         return cls(engine, reader)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.thread_engine.dispose)
+        if self.thread_reader is not self.thread_engine:
+            await asyncio.to_thread(self.thread_reader.dispose)
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -116,6 +126,24 @@ class Store:
     def read(self):
         """A read-only connection (a consistent snapshot on SQLite's WAL)."""
         return self.read_engine.connect()
+
+    def _in_tx(self, fn):
+        with self.thread_engine.begin() as conn:
+            return fn(conn)
+
+    def _in_read(self, fn):
+        with self.thread_reader.connect() as conn:
+            return fn(conn)
+
+    async def _write_sync(self, fn):
+        """Run ``fn(connection)`` as one write transaction in a worker thread."""
+        if self._write_lock is None:
+            return await asyncio.to_thread(self._in_tx, fn)
+        async with self._write_lock:
+            return await asyncio.to_thread(self._in_tx, fn)
+
+    async def _read_sync(self, fn):
+        return await asyncio.to_thread(self._in_read, fn)
 
     def _insert(self, table):
         return (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table)
@@ -143,13 +171,13 @@ class Store:
 
     # -- incoming -----------------------------------------------------------------
 
-    async def _user_id(self, conn: AsyncConnection, platform: str, uid: str, name: str | None) -> int:
+    def _user_id(self, conn: Connection, platform: str, uid: str, name: str | None) -> int:
         key = (platform, uid)
         cached = self._users.get(key)
         if cached is not None:
             return cached
         found = (
-            await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
+            conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
         ).scalar()
         if found is not None:
             return found
@@ -159,22 +187,22 @@ class Store:
             .on_conflict_do_nothing(index_elements=[U.c.platform, U.c.platform_user_id])
             .returning(U.c.id)
         )
-        user_id = (await conn.execute(stmt)).scalar()
+        user_id = (conn.execute(stmt)).scalar()
         if user_id is None:
             user_id = (
-                await conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
+                conn.execute(select(U.c.id).where(U.c.platform == platform, U.c.platform_user_id == uid))
             ).scalar_one()
         return user_id
 
-    async def _conversation_id(
-        self, conn: AsyncConnection, persona_id: int, platform: str, chat: str, kind: str, title: str | None
+    def _conversation_id(
+        self, conn: Connection, persona_id: int, platform: str, chat: str, kind: str, title: str | None
     ) -> int:
         key = (persona_id, platform, chat)
         cached = self._convs.get(key)
         if cached is not None:
             return cached
         found = (
-            await conn.execute(
+            conn.execute(
                 select(C.c.id).where(C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat)
             )
         ).scalar()
@@ -186,10 +214,10 @@ class Store:
             .on_conflict_do_nothing(index_elements=[C.c.persona_id, C.c.platform, C.c.platform_chat_id])
             .returning(C.c.id)
         )
-        cid = (await conn.execute(stmt)).scalar()
+        cid = (conn.execute(stmt)).scalar()
         if cid is None:
             cid = (
-                await conn.execute(
+                conn.execute(
                     select(C.c.id).where(C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat)
                 )
             ).scalar_one()
@@ -214,13 +242,14 @@ class Store:
     ) -> Incoming:
         """Store a person's message before anything else happens, and claim it for answering."""
         now = utcnow()
-        async with self.write() as conn:
-            uid = await self._user_id(conn, platform, user_id, user_name)
-            cid = await self._conversation_id(conn, persona_id, platform, chat_id, chat_kind, chat_title)
+
+        def tx(conn: Connection) -> tuple:
+            uid = self._user_id(conn, platform, user_id, user_name)
+            cid = self._conversation_id(conn, persona_id, platform, chat_id, chat_kind, chat_title)
             reply_to = None
             if reply_to_platform_id:
                 reply_to = (
-                    await conn.execute(
+                    conn.execute(
                         select(M.c.id).where(M.c.conversation_id == cid, M.c.platform_message_id == reply_to_platform_id)
                     )
                 ).scalar()
@@ -231,12 +260,12 @@ class Store:
             ins = self._insert(M).values(**values)
             if platform_message_id is not None:
                 ins = ins.on_conflict_do_nothing(index_elements=[M.c.conversation_id, M.c.platform_message_id])
-            mid = (await conn.execute(ins.returning(M.c.id))).scalar()
+            mid = (conn.execute(ins.returning(M.c.id))).scalar()
             state = "new"
             if mid is None:
                 # Delivered before: answer only if the earlier delivery never was.
                 claimed = (
-                    await conn.execute(
+                    conn.execute(
                         update(M)
                         .where(
                             M.c.conversation_id == cid,
@@ -249,7 +278,7 @@ class Store:
                 ).scalar()
                 if claimed is None:
                     mid = (
-                        await conn.execute(
+                        conn.execute(
                             select(M.c.id).where(M.c.conversation_id == cid, M.c.platform_message_id == platform_message_id)
                         )
                     ).scalar_one()
@@ -257,11 +286,14 @@ class Store:
                 else:
                     mid, state = claimed, "retry"
             if state == "new":
-                await conn.execute(
+                conn.execute(
                     update(C).where(C.c.id == cid).values(last_message_at=now)
                 )
             counted = state == "new" and count_turn
-            rel = await self._touch_relationship(conn, persona_id, uid, now, counted, memory_every)
+            rel = self._touch_relationship(conn, persona_id, uid, now, counted, memory_every)
+            return uid, cid, mid, state, counted, rel
+
+        uid, cid, mid, state, counted, rel = await self._write_sync(tx)
         # Cache only committed ids: a concurrent turn must never reference a row another
         # transaction may still roll back (a foreign-key error on PostgreSQL).
         self._users[(platform, user_id)] = uid
@@ -269,8 +301,8 @@ class Store:
         due = counted and memory_every > 0 and rel.turns_since_memory == 0
         return Incoming(mid, cid, uid, rel, state, due)
 
-    async def _touch_relationship(
-        self, conn: AsyncConnection, persona_id: int, uid: int, now: datetime, count: bool, memory_every: int = 0
+    def _touch_relationship(
+        self, conn: Connection, persona_id: int, uid: int, now: datetime, count: bool, memory_every: int = 0
     ) -> RelationshipRow:
         inc = 1 if count else 0
         turns = R.c.turns_since_memory + inc
@@ -291,7 +323,7 @@ class Store:
                 "affinity": func.min(R.c.affinity + 0.01 * inc, 1.0) if self.dialect == "sqlite" else func.least(R.c.affinity + 0.01 * inc, 1.0),
             },
         ).returning(*R.c)
-        row = (await conn.execute(stmt)).one()
+        row = (conn.execute(stmt)).one()
         return RelationshipRow(**row._mapping)
 
     async def relationship(self, persona_id: int, uid: int) -> RelationshipRow | None:
@@ -320,26 +352,29 @@ class Store:
         if before_id is not None:
             q = q.where(M.c.id < before_id)
         q = q.order_by(M.c.id.desc()).limit(limit)
-        async with self.read() as conn:
-            rows = (await conn.execute(q)).all()
+
+        def read(conn: Connection) -> list:
+            return conn.execute(q).all()
+
+        rows = await self._read_sync(read)
         return [HistoryItem(*r) for r in reversed(rows)]
 
     async def store_reply(
         self, conversation_id: int, incoming_id: int | None, text: str, *, media: list[Any] | None = None,
         status: str = "sent", incoming_status: str = "answered", error: str | None = None,
     ) -> int:
-        async with self.write() as conn:
-            rid = (
-                await conn.execute(
-                    M.insert()
-                    .values(conversation_id=conversation_id, user_id=None, role="assistant", text=text,
-                            reply_to_id=incoming_id, media=media or [], status=status, created_at=utcnow())
-                    .returning(M.c.id)
-                )
+        def tx(conn: Connection) -> int:
+            rid = conn.execute(
+                M.insert()
+                .values(conversation_id=conversation_id, user_id=None, role="assistant", text=text,
+                        reply_to_id=incoming_id, media=media or [], status=status, created_at=utcnow())
+                .returning(M.c.id)
             ).scalar_one()
             if incoming_id is not None:
-                await conn.execute(update(M).where(M.c.id == incoming_id).values(status=incoming_status, error=error))
-        return rid
+                conn.execute(update(M).where(M.c.id == incoming_id).values(status=incoming_status, error=error))
+            return rid
+
+        return await self._write_sync(tx)
 
     async def set_platform_message_id(self, message_id: int, platform_message_id: str) -> None:
         async with self.write() as conn:
@@ -437,16 +472,19 @@ class Store:
                  importance=importance, source=source, source_message_id=src_id, created_at=now)
             for text, vec, importance, source, src_id in items
         ]
-        async with self.write() as conn:
-            result = await conn.execute(MEM.insert().returning(MEM.c.id, sort_by_parameter_order=True), rows)
+        def tx(conn: Connection) -> tuple[list[int], int | None]:
+            result = conn.execute(MEM.insert().returning(MEM.c.id, sort_by_parameter_order=True), rows)
             ids = [r[0] for r in result.all()]
             version = (
-                await conn.execute(
+                conn.execute(
                     update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
                     .values(memory_version=R.c.memory_version + 1)
                     .returning(R.c.memory_version)
                 )
             ).scalar()
+            return ids, version
+
+        ids, version = await self._write_sync(tx)
         return ids, (version if version is not None else -1)
 
     async def memory_matrix(
@@ -454,19 +492,22 @@ class Store:
     ) -> tuple[int, int, np.ndarray, np.ndarray, list[str], np.ndarray]:
         """(version, total count, ids, unit vectors, texts, importance) of one person's
         memories with ids above ``after_id`` (all of them by default)."""
-        async with self.read() as conn:
+        def read(conn: Connection):
             version = (
-                await conn.execute(select(R.c.memory_version).where(R.c.persona_id == persona_id, R.c.user_id == uid))
+                conn.execute(select(R.c.memory_version).where(R.c.persona_id == persona_id, R.c.user_id == uid))
             ).scalar() or 0
             where = (MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
-            total = (await conn.execute(select(func.count()).select_from(MEM).where(*where))).scalar_one()
+            total = conn.execute(select(func.count()).select_from(MEM).where(*where)).scalar_one()
             rows = (
-                await conn.execute(
+                conn.execute(
                     select(MEM.c.id, MEM.c.embedding, MEM.c.text, MEM.c.importance)
                     .where(*where, MEM.c.id > after_id)
                     .order_by(MEM.c.id)
                 )
             ).all()
+            return version, total, rows
+
+        version, total, rows = await self._read_sync(read)
         if not rows:
             return version, total, np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], np.zeros(0, np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
