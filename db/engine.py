@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,3 @@ def create_thread_engine(url: str, *, readonly: bool = False) -> Engine:
         _sqlite_setup(engine, readonly=readonly)
         return engine
     return sa_create_engine(u, pool_recycle=1800, pool_size=8)
-
-
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)

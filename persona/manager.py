@@ -272,7 +272,9 @@ class PersonaManager:
         if persona.lorebook and persona.lorebook.entries:
             scan = [h.text for h in history[-4:]] + [said]
             lore = tuple(e.content for e in triggered_entries(persona.lorebook, scan))
-        system = system_prompt(persona, user_name, facts=facts, lore=lore, relationship_note=self._relationship_note(incoming, user_name))
+        examples = persona.examples(user_name)  # parsed once, for the prompt and for the lite backend
+        system = system_prompt(persona, user_name, facts=facts, lore=lore, examples=examples,
+                               relationship_note=self._relationship_note(incoming, user_name))
         turns = [Turn(h.role, h.text) for h in history if h.role in ("user", "assistant") and h.text]
         budget = cfg.context_tokens - cfg.max_tokens
         messages = build_messages(
@@ -285,7 +287,7 @@ class PersonaManager:
             stop=(f"\n{user_name}:", "\nUser:"),
             char_name=persona.name,
             user_name=user_name,
-            examples=persona.examples(user_name),
+            examples=examples,
             greetings=tuple(persona.render(g, user_name) for g in persona.greetings),
             facts=facts,
             lore=lore,

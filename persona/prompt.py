@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from generators.text.base import ChatMessage
+from generators.text.base import ChatMessage, Example
 from persona.card import Persona
 
 DEFAULT_SYSTEM = (
@@ -37,6 +37,7 @@ def system_prompt(
     relationship_note: str = "",
     lore: Sequence[str] = (),
     include_examples: bool = True,
+    examples: Sequence[Example] | None = None,
 ) -> str:
     p = persona
     parts = [p.render(p.system_prompt or DEFAULT_SYSTEM, user_name)]
@@ -57,7 +58,7 @@ def system_prompt(
     if facts:
         parts.append(f"What you remember about {user_name}:\n" + "\n".join(f"- {f}" for f in facts))
     if include_examples and p.example_dialogue.strip():
-        ex = "\n".join(f"{user_name}: {e.prompt}\n{p.name}: {e.response}" for e in p.examples(user_name)[:8])
+        ex = "\n".join(f"{user_name}: {e.prompt}\n{p.name}: {e.response}" for e in (p.examples(user_name) if examples is None else examples)[:8])
         if ex:
             parts.append("Examples of how {char} talks:\n".replace("{char}", p.name) + ex)
     if p.post_history_instructions.strip():

@@ -246,7 +246,7 @@ def portrait_registry(tmp_path):
 
     face = portrait_on_canvas(tmp_path / "mira-face.png")
     (tmp_path / "mira.yaml").write_text(
-        (SAMPLES / "mira.yaml").read_text() + f"\n# test portrait\n"
+        (SAMPLES / "mira.yaml").read_text() + "\n# test portrait\n"
     )
     import yaml
 
