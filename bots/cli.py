@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,11 +12,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
-from bots.settings import Settings
+from bots.settings import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="vchar: virtual characters that chat, remember, and live on Discord and Telegram.", no_args_is_help=True)
+app = typer.Typer(help="vchar: virtual characters that chat, remember, and live on Discord and Telegram.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 persona_app = typer.Typer(help="List, show, import and export personas.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 memory_app = typer.Typer(help="What a character remembers about a person.", no_args_is_help=True)
@@ -36,8 +39,25 @@ def _mount_media_commands() -> None:
 
 _mount_media_commands()
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a long line stays one line in a pipe instead of being cut at 80 columns.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bots.doctor import vchar_version
+
+        out.print(f"vchar {vchar_version()}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """vchar: virtual characters that chat, remember, and live on Discord and Telegram."""
 
 
 def _setup_logging(level: str) -> None:
@@ -51,37 +71,61 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def config_failure(exc: ConfigError) -> None:
+    """Every configuration problem, one line each, and exit 2."""
+    for problem in exc.problems:
+        err.print(f"[red]error:[/red] {escape(problem)}")
+    raise typer.Exit(2)
+
+
 def _settings(verbose: bool = False, quiet: bool = False) -> Settings:
     try:
-        s = Settings()
-    except Exception as exc:  # pydantic's message names the variable
-        err.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        s = load_settings()
+    except ConfigError as exc:
+        config_failure(exc)
     _setup_logging("DEBUG" if verbose else ("WARNING" if quiet else s.log_level))
     return s
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
 async def _chat(settings: Settings, persona: str | None, user: str | None) -> int:
     from bots.local import TerminalAdapter
-    from bots.service import Service
+    from bots.service import Service, registry_for
 
+    try:  # before the service starts: a typo in the name is reported at once
+        p = registry_for(settings).get(persona)
+    except LookupError as exc:
+        _fail(str(exc))
     async with Service(settings) as svc:
         assert svc.manager is not None
-        try:
-            p = svc.manager.registry.get(persona)
-        except LookupError as exc:
-            _fail(str(exc))
-        adapter = TerminalAdapter(p.id, user=user, char_name=p.name)
+        adapter = TerminalAdapter(p.id, user=user or settings.chat_user, char_name=p.name)
         await adapter.start(svc.handle)
         try:
             return await adapter.run()
         finally:
             await adapter.stop()
+
+
+def _terminal_chat(settings: Settings, persona: str | None, user: str | None) -> None:
+    """The terminal chat until end of input, /quit or Ctrl-C. Ctrl-C in a terminal says
+    goodbye and exits 0; in a pipe it exits 130 and stdout keeps only the replies."""
+    from generators.text import TextGenerationError
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        asyncio.run(_chat(settings, persona, user))
+    except KeyboardInterrupt:
+        if interactive:
+            out.print("\n[dim]bye![/dim]")
+            raise typer.Exit(0) from None
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except TextGenerationError as exc:  # a text backend that cannot start: say what to set
+        _fail(str(exc))
 
 
 @app.command()
@@ -93,13 +137,11 @@ def run(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug loggi
     adapters = platform_adapters(settings)
     if not adapters:
         _setup_logging("DEBUG" if verbose else ("WARNING" if sys.stdin.isatty() else settings.log_level))
-        err.print(f"[dim]data: {settings.data_dir} - text backend: {settings.text_backend} - no platform tokens set, chatting in the terminal[/dim]")
-        try:
-            asyncio.run(_chat(settings, None, None))
-        except KeyboardInterrupt:
-            pass
+        err.print(f"[dim]data: {escape(str(settings.data_dir))} - text backend: {settings.text_backend} - "
+                  "no platform tokens set, chatting in the terminal[/dim]")
+        _terminal_chat(settings, None, None)
         return
-    err.print(f"[dim]data: {settings.data_dir} - text backend: {settings.text_backend} - platforms: "
+    err.print(f"[dim]data: {escape(str(settings.data_dir))} - text backend: {settings.text_backend} - platforms: "
               f"{', '.join(a.platform for a in adapters)} (Ctrl-C stops)[/dim]")
     try:
         asyncio.run(serve(settings, adapters))
@@ -116,12 +158,36 @@ def chat(
     user: Optional[str] = typer.Option(None, "--user", "-u", help="Who you are (default: your login name)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Chat with a character. Reads lines from stdin when it is not a terminal, one reply per line."""
+    """Chat with a character in the terminal, or line by line from a pipe.
+
+    From a pipe: exactly one line out for every line in (an empty line for a blank one),
+    until end of input or /quit."""
     settings = _settings(verbose, quiet=not verbose)
-    try:
-        asyncio.run(_chat(settings, persona, user))
-    except KeyboardInterrupt:
-        pass
+    _terminal_chat(settings, persona, user)
+
+
+@app.command()
+def doctor(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show log messages too.")) -> None:
+    """Check the installation: system packages, settings, backends, personas, database.
+
+    Prints a fix for every problem; exits 1 when something required is broken."""
+    from bots.doctor import Doctor, render
+
+    _setup_logging("DEBUG" if verbose else "CRITICAL")
+    d = Doctor()
+    with err.status("checking...") if sys.stderr.isatty() else _nothing():
+        checks = d.run()
+    render(out, checks)
+    if d.failed:
+        raise typer.Exit(1)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 # -- personas ------------------------------------------------------------------------
@@ -154,7 +220,9 @@ def persona_show(name: str = typer.Argument(..., help="Persona id or name.")) ->
         p = reg.get(name)
     except LookupError as exc:
         _fail(str(exc))
-    out.print(dump_persona_yaml(p), markup=False, highlight=False)
+    # Plain text, never wrapped or marked up: `vchar persona show mira > mira.yaml` is a valid file.
+    sys.stdout.write(dump_persona_yaml(p))
+    sys.stdout.flush()
 
 
 @persona_app.command("import")
@@ -171,7 +239,7 @@ def persona_import(
         p, target = install_persona(file, settings.resolved_personas_dir, overwrite=force)
     except (PersonaError, FileExistsError) as exc:
         _fail(str(exc))
-    out.print(f"imported [bold]{p.name}[/bold] as [cyan]{p.id}[/cyan] -> {target}")
+    out.print(f"imported [bold]{escape(p.name)}[/bold] as [cyan]{escape(p.id)}[/cyan] -> {escape(str(target))}")
 
 
 @persona_app.command("export")
@@ -182,7 +250,7 @@ def persona_export(
 ) -> None:
     """Write a persona as a Character Card (JSON or PNG) or as a persona YAML file."""
     from bots.service import registry_for
-    from persona.card import dump_persona_yaml
+    from persona.card import PersonaError, dump_persona_yaml
     from persona.cards import export_card
 
     reg = registry_for(_settings(quiet=True))
@@ -192,33 +260,91 @@ def persona_export(
         _fail(str(exc))
     suffix = output.suffix.lower()
     if spec not in ("v2", "v3"):
-        _fail("--spec must be v2 or v3")
-    if suffix in (".yaml", ".yml"):
-        output.write_text(dump_persona_yaml(p), encoding="utf-8")
-    elif suffix in (".json", ".png"):
-        image = None
-        if suffix == ".png" and p.identity.portraits and Path(p.identity.portraits[0]).is_file():
-            image = Path(p.identity.portraits[0])
-        from persona.registry import shareable
+        _fail(f"--spec {spec}: use v2 or v3")
+    if suffix not in (".yaml", ".yml", ".json", ".png"):
+        _fail(f"{output}: use a .json, .png (Character Card) or .yaml (persona file) name")
+    folder = output.parent
+    if not folder.is_dir():
+        _fail(f"{output}: the folder {folder} does not exist (create it first, or write somewhere else)")
+    if output.is_dir():
+        _fail(f"{output} is a folder: give a file name, e.g. {output / (p.id + suffix)}")
+    try:
+        if suffix in (".yaml", ".yml"):
+            output.write_text(dump_persona_yaml(p), encoding="utf-8")
+        else:
+            image = None
+            if suffix == ".png" and p.identity.portraits and Path(p.identity.portraits[0]).is_file():
+                image = Path(p.identity.portraits[0])
+            from persona.registry import shareable
 
-        export_card(shareable(p), output, spec=spec, image=image)
-    else:
-        _fail(f"{output}: use a .json, .png or .yaml file name")
-    out.print(f"wrote {output}")
+            export_card(shareable(p), output, spec=spec, image=image)
+    except PersonaError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}")
+    out.print(f"wrote {output}", markup=False, highlight=False)
 
 
 # -- database ------------------------------------------------------------------------
 
 
-@db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Create or migrate the database schema."""
-    from db.migrate import upgrade
+def _revisions(url: str) -> list[str]:
+    from alembic.script import ScriptDirectory
 
-    settings = _settings(quiet=True)
+    from db.migrate import alembic_config
+
+    return [r.revision for r in reversed(list(ScriptDirectory.from_config(alembic_config(url)).walk_revisions()))]
+
+
+def _migrate(settings: Settings, direction: str, revision: str) -> str:
+    """Run the migrations; return the revision the database is at afterwards."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    from bots.doctor import current_revisions
+    from db.migrate import alembic_config
+
+    url = settings.resolved_database_url
+    known = _revisions(url)
+    if revision not in ("head", "base") and not any(r.startswith(revision) for r in known) and not revision.startswith(("+", "-")):
+        _fail(f"no database revision {revision!r}: use head, base or one of {', '.join(known)}")
     settings.ensure_dirs()
-    upgrade(settings.resolved_database_url, revision)
-    out.print(f"database at revision {revision}")
+    try:
+        getattr(command, direction)(alembic_config(url), revision)
+        current = asyncio.run(current_revisions(url))
+    except CommandError as exc:
+        _fail(f"{direction} to {revision}: {exc}")
+    except Exception as exc:  # the database is unreachable, or refused
+        logging.getLogger("vchar").debug("migration failed", exc_info=True)
+        _fail(f"{direction} to {revision} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+    return ", ".join(current) or "base (empty)"
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="head (the latest), or a revision id.")) -> None:
+    """Create or migrate the database schema."""
+    settings = _settings(quiet=True)
+    if revision == "base":
+        _fail("upgrade to base would change nothing: base is the empty schema, below every revision. "
+              "To remove every vchar table: vchar db downgrade base --yes")
+    out.print(f"database at revision {_migrate(settings, 'upgrade', revision)}", markup=False, highlight=False)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help="A revision id, or base: the empty schema (every vchar table removed)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Migrate the schema back to an older revision; base removes every vchar table and its data."""
+    settings = _settings(quiet=True)
+    if revision == "head":
+        _fail("downgrade to head would change nothing: use vchar db upgrade")
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    if not yes and not typer.confirm(f"Downgrade {shown} to {revision}? Data in the removed tables and columns is lost"):
+        raise typer.Exit(1)
+    out.print(f"database at revision {_migrate(settings, 'downgrade', revision)}", markup=False, highlight=False)
 
 
 # -- memory --------------------------------------------------------------------------
@@ -241,7 +367,7 @@ def memory_show(
     from bots.local import local_user
 
     settings = _settings(quiet=True)
-    uid = user or local_user()
+    uid = user or local_user(settings.chat_user)
 
     async def go(manager):
         p = manager.registry.get(persona)
@@ -255,7 +381,7 @@ def memory_show(
     except LookupError as exc:
         _fail(str(exc))
     if not rows:
-        out.print(f"{p.name} remembers nothing about {platform}:{uid}.")
+        out.print(f"{p.name} remembers nothing about {platform}:{uid}.", markup=False, highlight=False)
         return
     table = Table("when", "source", "importance", "memory", title=f"{p.name} remembers about {platform}:{uid}")
     for r in rows:
@@ -274,7 +400,7 @@ def memory_forget(
     from bots.local import local_user
 
     settings = _settings(quiet=True)
-    uid = user or local_user()
+    uid = user or local_user(settings.chat_user)
     if not yes and not typer.confirm(f"Delete every message and memory of {platform}:{uid}?"):
         raise typer.Exit(1)
 
@@ -287,16 +413,43 @@ def memory_forget(
     except LookupError as exc:
         _fail(str(exc))
     if counts is None:
-        out.print(f"{p.name} never met {platform}:{uid}; nothing to delete.")
+        out.print(f"{p.name} never met {platform}:{uid}; nothing to delete.", markup=False, highlight=False)
     else:
         out.print(
             f"deleted {counts['messages']} messages, {counts['replies']} replies and {counts['memories']} memories "
-            f"of {platform}:{uid} with {p.name}"
+            f"of {platform}:{uid} with {p.name}", markup=False, highlight=False,
         )
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``vchar`` command: every error is one line on stderr and a non-zero exit."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except typer.TyperException as exc:  # the command line's own errors: a bad option, a missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already shown
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        err.print(f"[red]error:[/red] {escape(exc.format_message())}{escape(hint)}")
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    except typer.Abort:
+        err.print("[red]error:[/red] aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: one line, the traceback on request
+        if os.environ.get("VCHAR_LOG_LEVEL", "").upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        text = str(exc).strip()
+        err.print(f"[red]error:[/red] {escape(type(exc).__name__)}"
+                  f"{': ' + escape(text.splitlines()[0]) if text else ''}"
+                  " [dim](VCHAR_LOG_LEVEL=DEBUG shows the traceback)[/dim]")
+        sys.exit(1)
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":

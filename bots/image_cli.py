@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import typer
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
+from rich.markup import escape
 
-from bots.settings import Settings
+from bots.settings import ConfigError, ImageSettings, Settings, load_settings
+
+__all__ = ["ImageSettings", "build_from_settings", "image_app", "portrait_command", "record_images"]
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +42,6 @@ def _image_group() -> None:
 @portrait_app.callback()
 def _portrait_group() -> None:
     """Reference portraits of a character."""
-
-
-class ImageSettings(BaseSettings):
-    """``VCHAR_IMAGE_*``: which image backend and how it is set up."""
-
-    model_config = SettingsConfigDict(env_prefix="VCHAR_IMAGE_", env_file=".env", env_file_encoding="utf-8",
-                                      extra="ignore")
-
-    backend: Literal["lite", "diffusers", "remote"] = "lite"
-    model: str | None = Field(default=None, description="diffusers: folder, .safetensors file or hub id; remote: checkpoint title.")
-    base_url: str | None = Field(default=None, description="remote: the web UI, e.g. http://127.0.0.1:7860")
-    username: str | None = None
-    password: SecretStr | None = None
-    device: str | None = None
-    dtype: str | None = None
-    sampler: str | None = Field(default=None, description="diffusers: default, euler, euler_a, dpm++, ddim, unipc, lcm, turbo.")
-    ip_adapter: str | None = Field(default=None, description="diffusers: base, plus, plus-face, full-face, or none.")
-    ip_adapter_repo: str | None = None
-    ip_adapter_model: str | None = Field(default=None, description="remote: ControlNet IP-Adapter model name.")
-    identity_scale: float | None = None
-    size: str = "512x512"
-    steps: int | None = None
-    safety: bool = Field(default=True, description="Image safety check on by default; the blocklists always apply.")
-    out_dir: Path | None = None
-    batch_window_ms: float = 2.0
-    max_batch: int = 8
 
 
 def build_from_settings(settings: Settings, image: ImageSettings):
@@ -92,7 +67,7 @@ def build_from_settings(settings: Settings, image: ImageSettings):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -101,9 +76,12 @@ def _load(persona: str):
     from persona.registry import SAMPLES, PersonaRegistry
 
     try:
-        settings, image = Settings(), ImageSettings()
-    except Exception as exc:  # pydantic names the variable
-        _fail(f"configuration: {exc}", 2)
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(2) from None
+    image = ImageSettings()
     registry = PersonaRegistry([SAMPLES, settings.resolved_personas_dir], default=settings.default_persona)
     try:
         p = registry.get(persona)
@@ -137,7 +115,7 @@ def selfie(
     """A selfie of the character in a scene, looking like its reference portrait."""
     from generators.image import ImageError, ImageRequest, parse_size, seed_for, selfie_prompt
 
-    settings, image, _, p = _load(persona)
+    settings, image, registry, p = _load(persona)
     if output.suffix.lower() != ".png":
         _fail(f"{output}: use a .png file name (the PNG carries the prompt and seed)")
     if backend:
@@ -177,6 +155,7 @@ def selfie(
 
     with err.status(f"drawing {p.name} {scene} ({image.backend})..."):
         result = _run(go())
+    record_images(settings, registry, p, [result], generator=image.backend)
     out.print(f"wrote {result.path} (seed {result.metadata['seed']}, {result.metadata['size']}, "
               f"{result.metadata['backend']} {result.metadata['model']})", markup=False, highlight=False)
 
@@ -276,6 +255,18 @@ def _generate_candidates(settings: Settings, image: ImageSettings, p, n: int, se
 
     with err.status(f"drawing {n} portrait candidates of {p.name} ({image.backend})..."):
         results = _run(go())
+    record_images(settings, None, p, results, generator=image.backend)
     for r in results:
         out.print(f"{r.path}  (seed {r.metadata['seed']})", markup=False, highlight=False)
     out.print(f"pick one: vchar persona portrait {p.id} --from FILE", markup=False, highlight=False)
+
+
+def record_images(settings: Settings, registry, persona, results, *, generator: str) -> None:
+    """Record pictures made on the command line as media assets, as the chats do."""
+    from bots.service import record_media_sync
+
+    record_media_sync(settings, persona, [
+        {"kind": "image", "path": r.path, "mime": "image/png", "generator": r.metadata.get("model") or generator,
+         "parameters": dict(r.metadata), "seed": r.seed}
+        for r in results
+    ], registry=registry, warn=lambda text: err.print(f"[yellow]warning:[/yellow] {escape(text)}"))

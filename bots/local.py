@@ -3,27 +3,111 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import getpass
+import io
 import os
 import sys
 import uuid
 from typing import TextIO
 
 from bots.adapter import Adapter
-from persona.types import IncomingMessage, Reply
+from persona.types import IncomingMessage, MediaFile, Reply
 
 
-def local_user() -> str:
+def local_user(configured: str | None = None) -> str:
+    """Who is at the terminal: ``configured`` (``VCHAR_CHAT_USER``), else the login name."""
     try:
-        return os.environ.get("VCHAR_CHAT_USER") or getpass.getuser()
+        return configured or os.environ.get("VCHAR_CHAT_USER") or getpass.getuser()
     except Exception:
         return "you"
 
 
+class LineReader:
+    """Lines from a stream without blocking the event loop and without a thread that
+    outlives it: a pipe or terminal is watched by the loop itself, so Ctrl-C ends the chat
+    at once (a thread stuck in ``input()`` would hold the process until Enter). Streams
+    the loop cannot watch (a regular file, an in-memory buffer) never block, and are read
+    directly."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self._fd: int | None = None
+        self._queue: asyncio.Queue[str | None] | None = None
+        self._buffer = ""
+        self._decoder = codecs.getincrementaldecoder(getattr(stream, "encoding", None) or "utf-8")(errors="replace")
+        self._watching = False
+        self._eof = False
+
+    def _start(self) -> None:
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        try:
+            loop.add_reader(fd, self._readable)
+        except (OSError, NotImplementedError, ValueError):  # a regular file (epoll refuses it) and the like
+            return
+        self._fd, self._queue, self._watching = fd, queue, True
+
+    def _readable(self) -> None:
+        assert self._fd is not None and self._queue is not None
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._buffer += self._decoder.decode(b"", final=True)
+            if self._buffer:
+                self._queue.put_nowait(self._buffer)
+                self._buffer = ""
+            self._queue.put_nowait(None)
+            self.close()
+            return
+        self._buffer += self._decoder.decode(data)
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._queue.put_nowait(line + "\n")
+
+    async def readline(self) -> str | None:
+        """The next line with its newline (the last one may lack it); None at end of input."""
+        if self._eof:
+            return None
+        if self._queue is None:
+            self._start()
+        if self._queue is None:
+            line = self.stream.readline()
+            if not line:
+                self._eof = True
+            return line or None
+        line = await self._queue.get()
+        if line is None:
+            self._eof = True
+        return line
+
+    def close(self) -> None:
+        if self._watching and self._fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._fd)
+            self._watching = False
+
+
+def describe_media(media: MediaFile) -> str:
+    """How a finished file shows in the terminal: its kind, its path, and the length of audio."""
+    extra = f", {media.duration:.1f} s" if media.duration else ""
+    return f"[{media.kind}: {media.path}{extra}]"
+
+
 class TerminalAdapter(Adapter):
     """Chat in the terminal. With a terminal: a prompt and a typing indicator. Without
-    one (a pipe): one reply per line of input, each on one line of output."""
+    one (a pipe): exactly one line of output for every line of input: the reply folded
+    onto one line (with the path of any picture or voice note it made), and an empty line
+    for a blank input line or a message the character does not answer."""
 
     platform = "local"
 
@@ -67,17 +151,30 @@ class TerminalAdapter(Adapter):
 
             self._console.print(f"[bold magenta]{escape(self.char_name or 'them')}[/]: {escape(text)}")
         else:
-            self.stdout.write(" ".join(text.split("\n")).strip() + "\n")
-            self.stdout.flush()
+            self._write_line(text)
 
-    async def _read_line(self) -> str | None:
-        if self._console is not None and self.stdin is sys.stdin:
-            try:  # input() keeps line editing and history in a real terminal
-                return await asyncio.to_thread(self._console.input, "[bold cyan]you[/]: ")
-            except EOFError:
-                return None
-        line = await asyncio.to_thread(self.stdin.readline)
-        return line if line else None
+    async def send_media(self, reply: Reply, media: MediaFile) -> None:
+        if self._console is None:  # piped: folded into the reply's one line by send()
+            return await super().send_media(reply, media)
+        from rich.markup import escape
+
+        if media.caption:
+            self._console.print(f"[bold magenta]{escape(self.char_name or 'them')}[/]: {escape(media.caption)}")
+        self._console.print(f"  [dim]{escape(describe_media(media))}[/dim]")
+
+    async def send(self, reply: Reply) -> None:
+        if self._console is not None:
+            return await super().send(reply)
+        parts = []
+        for media in reply.media:
+            parts.extend(x for x in (media.caption, describe_media(media)) if x)
+        if reply.text:
+            parts.append(reply.text)
+        self._write_line(" ".join(parts))
+
+    def _write_line(self, text: str) -> None:
+        self.stdout.write(" ".join(part.strip() for part in text.splitlines() if part.strip()) + "\n")
+        self.stdout.flush()
 
     def message(self, text: str) -> IncomingMessage:
         return IncomingMessage(
@@ -93,20 +190,32 @@ class TerminalAdapter(Adapter):
     async def run(self) -> int:
         """Read until end of input (or /quit); returns the number of messages answered."""
         answered = 0
+        reader = LineReader(self.stdin)
         if self._console is not None:
-            self._console.print("[dim]Type a message, /help for commands, /quit or Ctrl-D to leave.[/dim]")
-        while True:
-            line = await self._read_line()
-            if line is None:
-                break
-            text = line.strip()
-            if not text:
-                continue
-            if text in ("/quit", "/exit"):
-                break
-            reply = await self.dispatch(self.message(text))
-            if reply is not None:
-                answered += 1
+            self._console.print("[dim]Type a message, /help for commands, /quit, Ctrl-D or Ctrl-C to leave.[/dim]")
+        try:
+            while True:
+                if self._console is not None:
+                    self._console.print("[bold cyan]you[/]: ", end="")
+                line = await reader.readline()
+                if line is None:
+                    if self._console is not None:
+                        self._console.print()
+                    break
+                text = line.strip()
+                if text in ("/quit", "/exit"):
+                    break
+                if not text:
+                    if self._console is None:
+                        self._write_line("")  # one line out for every line in
+                    continue
+                reply = await self.dispatch(self.message(text))
+                if reply is not None:
+                    answered += 1
+                elif self._console is None:
+                    self._write_line("")
+        finally:
+            reader.close()
         return answered
 
 

@@ -28,7 +28,7 @@ def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
         "discord": frozenset(str(i) for i in settings.discord_admin_ids),
     }
     if settings.local_admin:
-        admins["local"] = frozenset({local_user()})
+        admins["local"] = frozenset({local_user(settings.chat_user)})
     return admins
 
 
@@ -49,6 +49,13 @@ class Service:
         self.manager: PersonaManager | None = None
 
     async def __aenter__(self) -> Service:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # what did start is closed again
+            raise
+
+    async def _start(self) -> Service:
         s = self.settings
         s.ensure_dirs()
         url = s.resolved_database_url
@@ -67,6 +74,9 @@ class Service:
             max_retries=s.text_max_retries,
             embedder=embedder,
         )
+        preflight = getattr(text, "preflight", None)
+        if preflight is not None:  # a model that cannot load says so now, not on the first message
+            await asyncio.to_thread(preflight)
         config = ManagerConfig(
             context_tokens=s.context_tokens,
             max_tokens=s.text_max_tokens,
@@ -81,7 +91,8 @@ class Service:
         )
         image = self._image
         if image is None:
-            from bots.image_cli import ImageSettings, build_from_settings
+            from bots.image_cli import build_from_settings
+            from bots.settings import ImageSettings
 
             try:
                 image = build_from_settings(s, ImageSettings())
@@ -92,12 +103,12 @@ class Service:
             from generators.voice import VoiceGenerator, VoiceSettings, backend_from_settings
 
             vs = VoiceSettings()
-            voice = VoiceGenerator(backend_from_settings(vs, cache_dir=s.data_dir / "cache" / "voices"),
+            voice = VoiceGenerator(backend_from_settings(vs, cache_dir=s.voice_cache_dir),
                                    s.media_dir / "voice", max_note_chars=vs.voice_max_note_chars, fmt=vs.voice_format)
         except Exception as exc:  # voice notes are optional: replies go out as text
             log.error("voice backend not available, voice notes are off: %s", exc)
         self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
-                                      voice=voice, voices_root=s.data_dir / "voices")
+                                      voice=voice, voices_root=s.voices_dir)
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",
@@ -116,6 +127,45 @@ class Service:
     async def handle(self, msg: IncomingMessage) -> Reply | None:
         assert self.manager is not None, "use the service as an async context manager"
         return await self.manager.handle(msg)
+
+
+async def record_media(settings: Settings, persona, assets: list[dict], *, registry=None) -> list[int]:
+    """Record files made outside a chat (the command line) as media assets, as the chats
+    do, so the database knows every file a character made. Each asset is a dict of
+    ``kind``, ``path``, ``mime``, ``generator``, ``parameters`` and optionally ``seed``
+    and ``duration``."""
+    from pathlib import Path
+
+    settings.ensure_dirs()
+    url = settings.resolved_database_url
+    await upgrade_async(url)
+    store = Store.from_url(url)
+    try:
+        source = str(getattr(registry, "sources", {}).get(persona.id, "")) if registry is not None else ""
+        pid = await store.ensure_persona(persona.id, persona.name, persona.model_dump(mode="json"), source)
+        return [
+            await store.add_media_asset(
+                persona_id=pid, kind=a["kind"], path=str(Path(a["path"]).resolve()), mime=a["mime"],
+                generator=a.get("generator"), parameters=dict(a.get("parameters") or {}), seed=a.get("seed"),
+                duration=a.get("duration"),
+            )
+            for a in assets
+        ]
+    finally:
+        await store.close()
+
+
+def record_media_sync(settings: Settings, persona, assets: list[dict], *, registry=None, warn=None) -> list[int]:
+    """:func:`record_media` from blocking code; a failure is reported through ``warn`` (the
+    files are written either way) rather than raised."""
+    try:
+        return asyncio.run(record_media(settings, persona, assets, registry=registry))
+    except Exception as exc:
+        log.debug("recording media failed", exc_info=True)
+        if warn is not None:
+            text = str(exc).strip()
+            warn(f"not recorded in the database ({type(exc).__name__}{': ' + text.splitlines()[0] if text else ''})")
+        return []
 
 
 def _safe_url(url: str) -> str:

@@ -1,18 +1,66 @@
-"""Service settings, from ``VCHAR_*`` environment variables and a ``.env`` file."""
+"""Service settings, from ``VCHAR_*`` environment variables and a ``.env`` file.
+
+:func:`load_settings` is how the command line reads them: it checks the service, image
+and voice settings together and raises one :class:`ConfigError` listing every problem,
+each naming the variable, its bad value and what is allowed.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _default_data_dir() -> Path:
     return Path(user_data_dir("vchar", appauthor=False))
+
+
+def parse_id_list(value: Any) -> list[int]:
+    """User ids from ``42``, ``42,43`` (spaces allowed) or a JSON list ``[42, 43]``."""
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("not a valid JSON list; write 42, or 42,43, or [42, 43]") from None
+            if not isinstance(value, list):  # pragma: no cover - a "[" that parses is a list
+                raise ValueError("write 42, or 42,43, or [42, 43]")
+        else:
+            value = [part for part in text.replace(";", ",").split(",")]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError("write 42, or 42,43, or [42, 43]")
+    ids = []
+    for item in value:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            if isinstance(item, bool):
+                raise ValueError
+            ids.append(int(text))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a user id (ids are numbers); write 42, or 42,43, or [42, 43]") from None
+    return ids
+
+
+IdList = Annotated[list[int], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -47,6 +95,7 @@ class Settings(BaseSettings):
     chat_rate: str = Field(default="20/minute", description="Messages a person may send a character (e.g. 20/minute; off).")
     media_rate: str = Field(default="5/hour", description="Generation commands (/selfie, /voice, ...) per person.")
     local_admin: bool = Field(default=True, description="The terminal chat's user may use admin commands.")
+    chat_user: str | None = Field(default=None, description="Who you are in the terminal chat (default: your login name).")
 
     log_level: str = "INFO"
 
@@ -54,7 +103,7 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_api_url: str = Field(default="https://api.telegram.org", description="Bot API server (self-hosted or official).")
     telegram_persona: str | None = Field(default=None, description="Persona the Telegram bot speaks for (default persona if unset).")
-    telegram_admin_ids: list[int] = Field(default_factory=list)
+    telegram_admin_ids: IdList = Field(default_factory=list, description="42, 42,43 or [42, 43].")
     telegram_webhook_url: str | None = Field(default=None, description="Public URL for webhook mode; long polling when unset.")
     telegram_webhook_listen: str = "127.0.0.1"
     telegram_webhook_port: int = 8443
@@ -69,7 +118,7 @@ class Settings(BaseSettings):
     discord_persona: str | None = Field(default=None, description="Persona the Discord bot speaks for (default persona if unset).")
     discord_api_url: str = Field(default="https://discord.com/api/v10", description="REST base, e.g. a REST proxy.")
     discord_gateway_url: str | None = Field(default=None, description="Gateway URL override (ws://...).")
-    discord_admin_ids: list[int] = Field(default_factory=list)
+    discord_admin_ids: IdList = Field(default_factory=list, description="42, 42,43 or [42, 43].")
 
     @field_validator("data_dir", "personas_dir", mode="after")
     @classmethod
@@ -84,6 +133,28 @@ class Settings(BaseSettings):
         Rate.parse(v)  # raises with a message that shows the expected form
         return v
 
+    @field_validator("telegram_admin_ids", "discord_admin_ids", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> list[int]:
+        return parse_id_list(v)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("text_base_url", "telegram_api_url", "discord_api_url", "telegram_webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("not an http:// or https:// URL")
+        return v
+
     @cached_property
     def resolved_database_url(self) -> str:
         return normalize_database_url(self.database_url or f"sqlite:///{self.data_dir / 'vchar.db'}")
@@ -96,9 +167,63 @@ class Settings(BaseSettings):
     def media_dir(self) -> Path:
         return self.data_dir / "media"
 
+    @property
+    def voices_dir(self) -> Path:
+        """Voice samples and their consent records (``vchar voice set``)."""
+        return self.data_dir / "voices"
+
+    @property
+    def voice_cache_dir(self) -> Path:
+        """Per-voice caches of the voice backends (analyses, conditioning latents)."""
+        return self.data_dir / "cache" / "voices"
+
     def ensure_dirs(self) -> None:
         for d in (self.data_dir, self.media_dir, self.data_dir / "cache"):
             d.mkdir(parents=True, exist_ok=True)
+
+
+class ImageSettings(BaseSettings):
+    """``VCHAR_IMAGE_*``: which image backend and how it is set up."""
+
+    model_config = SettingsConfigDict(env_prefix="VCHAR_IMAGE_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore")
+
+    backend: Literal["lite", "diffusers", "remote"] = "lite"
+    model: str | None = Field(default=None, description="diffusers: folder, .safetensors file or hub id; remote: checkpoint title.")
+    base_url: str | None = Field(default=None, description="remote: the web UI, e.g. http://127.0.0.1:7860")
+    username: str | None = None
+    password: SecretStr | None = None
+    device: str | None = None
+    dtype: str | None = None
+    sampler: str | None = Field(default=None, description="diffusers: default, euler, euler_a, dpm++, ddim, unipc, lcm, turbo.")
+    ip_adapter: str | None = Field(default=None, description="diffusers: base, plus, plus-face, full-face, or none.")
+    ip_adapter_repo: str | None = None
+    ip_adapter_model: str | None = Field(default=None, description="remote: ControlNet IP-Adapter model name.")
+    identity_scale: float | None = Field(default=None, ge=0)
+    size: str = "512x512"
+    steps: int | None = Field(default=None, ge=1)
+    safety: bool = Field(default=True, description="Image safety check on by default; the blocklists always apply.")
+    out_dir: Path | None = None
+    batch_window_ms: float = Field(default=2.0, ge=0)
+    max_batch: int = Field(default=8, ge=1)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        t = v.lower().replace("*", "x").replace(" ", "")
+        parts = t.split("x", 1) if "x" in t else [t, t]
+        if not all(p.isdigit() and int(p) >= 64 for p in parts):
+            raise ValueError("write WIDTHxHEIGHT, for example 512x512 (64 pixels or more each)")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("not an http:// or https:// URL")
+        return v
 
 
 def normalize_database_url(url: str) -> str:
@@ -109,3 +234,161 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+# -- checking a whole configuration ---------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """Bad settings: ``problems`` holds one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class the service reads: its own, the image and the voice settings."""
+    from generators.voice import VoiceSettings
+
+    return [Settings, ImageSettings, VoiceSettings]
+
+
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    return (str(cls.model_config.get("env_prefix", "")) + field).upper()
+
+
+def setting_names() -> list[str]:
+    """The ``VCHAR_*`` names of every setting, in declaration order."""
+    names: list[str] = []
+    for cls in settings_classes():
+        for field in cls.model_fields:
+            name = env_name(cls, field)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_is_secret(a) for a in get_args(annotation))
+
+
+def _literal_choices(annotation: Any) -> tuple[str, ...]:
+    if get_origin(annotation) is Literal:
+        return tuple(str(a) for a in get_args(annotation))
+    for arg in get_args(annotation):
+        found = _literal_choices(arg)
+        if found:
+            return found
+    return ()
+
+
+def _show(value: Any) -> str:
+    text = str(value)
+    return repr(text) if not text.strip() or any(ch.isspace() for ch in text) else text
+
+
+def _or_list(items: tuple[str, ...] | list[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _where(var: str) -> str:
+    return " (in .env)" if var not in os.environ and Path(".env").is_file() else ""
+
+
+_REASONS = {
+    "bool_parsing": "use true or false (1/0, yes/no, on/off also work)",
+    "bool_type": "use true or false",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "path_type": "must be a folder or file path",
+}
+
+
+def describe_validation_error(exc: ValidationError, cls: type[BaseSettings]) -> list[str]:
+    """One line per error: the variable, the bad value, and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        var = env_name(cls, field)
+        info = cls.model_fields.get(field)
+        annotation = info.annotation if info is not None else None
+        value = "(hidden)" if _is_secret(annotation) else _show(err.get("input", ""))
+        kind = err.get("type", "")
+        if kind == "literal_error":
+            reason = f"not allowed; use {_or_list(_literal_choices(annotation))}"
+        elif kind in _REASONS:
+            reason = _REASONS[kind]
+        else:
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            reason = msg[:1].lower() + msg[1:] if msg.startswith("Input should") else msg
+            reason = reason.replace("input should be", "must be")
+        lines.append(f"{var}={value}{_where(var)}: {reason}")
+    return lines
+
+
+def _settings_error_line(exc: SettingsError, cls: type[BaseSettings]) -> str:
+    import re
+
+    m = re.search(r'field "([^"]+)"', str(exc))
+    var = env_name(cls, m.group(1)) if m else (str(cls.model_config.get("env_prefix", "")) + "*")
+    return f"{var}: cannot be read ({exc.__cause__ or exc})"
+
+
+def _build(cls: type[BaseSettings], problems: list[str], **kwargs: Any) -> Any:
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        problems.extend(describe_validation_error(exc, cls))
+    except SettingsError as exc:
+        problems.append(_settings_error_line(exc, cls))
+    return None
+
+
+def cross_check(settings: Settings, image: ImageSettings | None = None) -> list[str]:
+    """Problems no single setting shows: a backend that needs another setting."""
+    problems = []
+    if settings.text_backend == "openai":
+        if not settings.text_base_url:
+            problems.append(
+                "VCHAR_TEXT_BACKEND=openai needs VCHAR_TEXT_BASE_URL, the server's OpenAI-compatible URL: e.g. "
+                "http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama), http://127.0.0.1:8080/v1 (llama.cpp)"
+            )
+        if not settings.text_model:
+            problems.append("VCHAR_TEXT_BACKEND=openai needs VCHAR_TEXT_MODEL, the name of the model the server serves")
+    if settings.database_url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(settings.resolved_database_url)
+        except ArgumentError:
+            problems.append(f"VCHAR_DATABASE_URL={_show(settings.database_url)}: not a database URL; write "
+                            "sqlite:///path/to/vchar.db or postgresql://user:password@host/database")
+    if image is not None and image.backend == "remote" and not image.base_url:
+        problems.append("VCHAR_IMAGE_BACKEND=remote needs VCHAR_IMAGE_BASE_URL, the image server: e.g. "
+                        "http://127.0.0.1:7860 (AUTOMATIC1111 or SD.Next started with --api)")
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The service settings, with the image and voice settings checked too. Raises
+    :class:`ConfigError` listing every problem at once."""
+    problems: list[str] = []
+    settings = _build(Settings, problems, **overrides)
+    image = _build(ImageSettings, problems)
+    try:
+        from generators.voice import VoiceSettings
+    except ImportError as exc:  # pragma: no cover - part of the install
+        logging.getLogger(__name__).debug("voice settings not checked: %s", exc)
+    else:
+        _build(VoiceSettings, problems)
+    if settings is not None:
+        problems.extend(cross_check(settings, image))
+    if problems:
+        raise ConfigError(problems)
+    return settings

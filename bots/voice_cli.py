@@ -12,26 +12,29 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 voice_app = typer.Typer(help="Give a character a cloned voice (with consent) and make voice notes.", no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger(__name__)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
 def _settings():
-    from bots.settings import Settings
+    from bots.settings import ConfigError, load_settings
 
     try:
-        return Settings()
-    except Exception as exc:
-        _fail(f"configuration error: {exc}", 2)
+        return load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(2) from None
 
 
 def _persona(settings, name: str):
@@ -44,7 +47,7 @@ def _persona(settings, name: str):
 
 
 def voices_root(settings) -> Path:
-    return Path(settings.data_dir) / "voices"
+    return settings.voices_dir
 
 
 @voice_app.command("set")
@@ -71,18 +74,18 @@ def set_voice(
     except (SampleError, ConsentError) as exc:
         _fail(str(exc))
     out.print(
-        f"voice of [bold]{p.name}[/bold] set: {report.speech:.1f} s of speech in {report.duration:.1f} s "
-        f"(from {report.sample_rate} Hz), consent by {profile.consent_who} on {profile.consent_date}"
+        f"voice of [bold]{escape(p.name)}[/bold] set: {report.speech:.1f} s of speech in {report.duration:.1f} s "
+        f"(from {report.sample_rate} Hz), consent by {escape(profile.consent_who)} on {profile.consent_date}"
     )
-    out.print(f"stored in {profile.sample_path.parent}")
+    out.print(f"stored in {profile.sample_path.parent}", markup=False, highlight=False)
     if prepare:
         vs = VoiceSettings()
         try:
-            backend = backend_from_settings(vs, cache_dir=Path(settings.data_dir) / "cache" / "voice")
+            backend = backend_from_settings(vs, cache_dir=settings.voice_cache_dir)
             backend.prepare(profile)
             out.print(f"prepared for the {backend.name} voice")
         except VoiceError as exc:
-            err.print(f"[yellow]warning:[/yellow] not prepared for the {vs.voice_backend} voice: {exc}")
+            err.print(f"[yellow]warning:[/yellow] not prepared for the {vs.voice_backend} voice: {escape(str(exc))}")
 
 
 @voice_app.command("say")
@@ -105,16 +108,23 @@ def say(
         _fail(f"{p.name} has no voice yet: vchar voice set {p.id} SAMPLE --consent '...'")
     vs = VoiceSettings()
     try:
-        engine = backend_from_settings(vs, cache_dir=Path(settings.data_dir) / "cache" / "voice", name=backend)
+        engine = backend_from_settings(vs, cache_dir=settings.voice_cache_dir, name=backend)
         gen = VoiceGenerator(engine, Path(settings.data_dir) / "media", max_note_chars=vs.voice_max_note_chars)
         with out.status(f"{p.name} is speaking ({engine.name} voice)..."):
             notes = gen.generate(text, profile, language=language, style=style, out_path=output)
     except VoiceError as exc:
         _fail(str(exc))
+    from bots.service import record_media_sync
+
+    record_media_sync(settings, p, [
+        {"kind": "voice", "path": n.path, "mime": n.mime_type, "generator": n.backend, "duration": n.duration,
+         "parameters": {"text": n.text, "language": n.language, "style": n.style or "", "part": n.part, "parts": n.parts}}
+        for n in notes
+    ], warn=lambda text: err.print(f"[yellow]warning:[/yellow] {escape(text)}"))
     if len(notes) > 1:
         out.print(f"the text was long: {len(notes)} voice notes")
     for n in notes:
-        out.print(f"{n.path}  {n.duration:.1f} s  {n.format}  ({n.backend})")
+        out.print(f"{n.path}  {n.duration:.1f} s  {n.format}  ({n.backend})", markup=False, highlight=False)
 
 
 if __name__ == "__main__":  # python -m bots.voice_cli

@@ -10,15 +10,40 @@ Character Card V2/V3 import and export live in :mod:`persona.cards`.
 
 from __future__ import annotations
 
+import logging
+import random
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from generators.text.base import Example
+
+log = logging.getLogger(__name__)
+
+# Bounds on what a persona file or card may hold, checked where the data comes in, so
+# that an oversized card is refused with a clear error instead of failing later (a
+# database column, a prompt, a lorebook scan).
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 100
+MAX_TEXT_CHARS = 100_000  # each long text: description, prompts, one greeting, one lore entry
+MAX_LABEL_CHARS = 1_000  # short texts: creator, version, a tag, a language, a platform id
+MAX_PATH_CHARS = 4_096
+MAX_GREETINGS = 500
+MAX_LIST_ITEMS = 500  # tags, style rules, portraits, chats, admins
+MAX_LORE_ENTRIES = 5_000
+MAX_LORE_KEYS = 200  # keys (and secondary keys) of one entry
+MAX_KEY_CHARS = 1_000
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+LocalPath = Annotated[str, Field(max_length=MAX_PATH_CHARS)]
+LoreKey = Annotated[str, Field(max_length=MAX_KEY_CHARS)]
+
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 class PersonaError(ValueError):
@@ -40,8 +65,8 @@ class StyleRules(_Model):
 
     max_sentences: int | None = Field(default=None, ge=1)
     max_chars: int | None = Field(default=None, ge=20)
-    forbidden_phrases: list[str] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)  # free-text rules for the system prompt
+    forbidden_phrases: list[Text] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    notes: list[Text] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)  # free-text rules for the system prompt
 
 
 class LoreEntry(BaseModel):
@@ -49,20 +74,20 @@ class LoreEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    keys: list[str] = Field(default_factory=list)
-    content: str = ""
+    keys: list[LoreKey] = Field(default_factory=list, max_length=MAX_LORE_KEYS)
+    content: Text = ""
     extensions: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     insertion_order: int = 0
     case_sensitive: bool | None = None
-    name: str | None = None
+    name: Text | None = None
     priority: int | None = None
-    id: int | str | None = None
-    comment: str | None = None
+    id: int | Label | None = None
+    comment: Text | None = None
     selective: bool | None = None
-    secondary_keys: list[str] = Field(default_factory=list)
+    secondary_keys: list[LoreKey] = Field(default_factory=list, max_length=MAX_LORE_KEYS)
     constant: bool | None = None
-    position: str | None = None
+    position: Label | None = None
 
 
 class Lorebook(BaseModel):
@@ -70,47 +95,47 @@ class Lorebook(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str | None = None
-    description: str | None = None
+    name: Text | None = None
+    description: Text | None = None
     scan_depth: int | None = None
     token_budget: int | None = None
     recursive_scanning: bool | None = None
     extensions: dict[str, Any] = Field(default_factory=dict)
-    entries: list[LoreEntry] = Field(default_factory=list)
+    entries: list[LoreEntry] = Field(default_factory=list, max_length=MAX_LORE_ENTRIES)
 
 
 class Consent(_Model):
     """Who gave their voice or likeness, what they agreed to, and when."""
 
-    who: str
-    statement: str
+    who: Label
+    statement: Text
     date: datetime
 
 
 class VoiceIdentity(_Model):
-    sample: str | None = None  # path to the reference recording
+    sample: LocalPath | None = None  # path to the reference recording
     consent: Consent | None = None
-    language: str | None = None
-    style: str | None = None
+    language: Label | None = None
+    style: Text | None = None
 
 
 class Identity(_Model):
     """Media identity: filled in by the selfie, voice and music features."""
 
-    appearance: str = ""  # how the character looks, for image prompts
-    portraits: list[str] = Field(default_factory=list)  # reference portrait paths
-    style_prompt: str = ""
+    appearance: Text = ""  # how the character looks, for image prompts
+    portraits: list[LocalPath] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)  # reference portrait paths
+    style_prompt: Text = ""
     seed: int | None = None
     voice: VoiceIdentity = Field(default_factory=VoiceIdentity)
-    music_style: str = ""
+    music_style: Text = ""
 
 
 class PlatformConfig(_Model):
     """How a persona appears on one platform (its own bot, where it may speak, its operators)."""
 
-    token_env: str | None = None  # name of the environment variable holding this persona's bot token
-    allowed_chats: list[str] = Field(default_factory=list)  # group/channel ids; empty: any it is addressed in
-    admin_ids: list[str] = Field(default_factory=list)  # platform user ids allowed admin commands
+    token_env: Label | None = None  # name of the environment variable holding this persona's bot token
+    allowed_chats: list[Label] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)  # group/channel ids; empty: any
+    admin_ids: list[Label] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)  # platform user ids allowed admin commands
 
     @field_validator("allowed_chats", "admin_ids", mode="before")
     @classmethod
@@ -124,37 +149,49 @@ class Platforms(_Model):
 
 
 class Persona(_Model):
-    """A character. ``id`` is the short name used on the command line."""
+    """A character. ``id`` is the short name used on the command line, in file names
+    and in the database: a slug (see :func:`check_slug`), derived from the name
+    when not given."""
 
     id: str = ""
     name: str
-    description: str = ""
-    personality: str = ""
-    scenario: str = ""
-    greetings: list[str] = Field(default_factory=list)
-    example_dialogue: str = ""
-    system_prompt: str = ""
-    post_history_instructions: str = ""
+    description: Text = ""
+    personality: Text = ""
+    scenario: Text = ""
+    greetings: list[Text] = Field(default_factory=list, max_length=MAX_GREETINGS)
+    example_dialogue: Text = ""
+    system_prompt: Text = ""
+    post_history_instructions: Text = ""
     style: StyleRules = Field(default_factory=StyleRules)
     lorebook: Lorebook | None = None
     identity: Identity = Field(default_factory=Identity)
-    language: str = "en"
+    language: Label = "en"
     nsfw: bool = False  # adult content; off unless the operator turns it on
     platforms: Platforms = Field(default_factory=Platforms)
-    tags: list[str] = Field(default_factory=list)
-    creator: str = ""
-    creator_notes: str = ""
-    character_version: str = ""
+    tags: list[Label] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    creator: Label = ""
+    creator_notes: Text = ""
+    character_version: Label = ""
     # Card fields and extensions this format has no place for, kept for export.
     extensions: dict[str, Any] = Field(default_factory=dict)
     card_extra: dict[str, Any] = Field(default_factory=dict)
+    # Local copies of the card's embedded assets: asset URI -> file path.
+    card_assets: dict[Label, LocalPath] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_slug(cls, v: str) -> str:
+        return check_slug(v) if v else v
 
     @field_validator("name")
     @classmethod
-    def _name_not_blank(cls, v: str) -> str:
-        if not v.strip():
+    def _name_fits(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
             raise ValueError("must not be empty")
-        return v.strip()
+        if len(v) > MAX_NAME_CHARS:
+            raise ValueError(f"must be at most {MAX_NAME_CHARS} characters (this one has {len(v)})")
+        return v
 
     def model_post_init(self, __context: Any) -> None:
         if not self.id:
@@ -166,25 +203,136 @@ class Persona(_Model):
         """Example dialogue as (what someone said, how the character answered) pairs."""
         return parse_example_dialogue(self.example_dialogue, self.name, user_name)
 
-    def render(self, text: str, user_name: str = "User") -> str:
-        """Replace the card macros ``{{char}}`` and ``{{user}}``."""
-        return render_macros(text, self.name, user_name)
+    def render(
+        self,
+        text: str,
+        user_name: str = "User",
+        *,
+        now: datetime | None = None,
+        idle: timedelta | None = None,
+        seed: int | str | None = None,
+    ) -> str:
+        """Replace the card macros in ``text`` (see :func:`render_macros`)."""
+        return render_macros(text, self.name, user_name, now=now, idle=idle, seed=seed)
+
+
+def check_slug(value: str) -> str:
+    """``value`` if it is a slug: lower-case letters a-z, digits and inner hyphens,
+    at most :data:`MAX_ID_CHARS` characters; else :class:`ValueError`."""
+    if len(value) > MAX_ID_CHARS or not _SLUG.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        raise ValueError(
+            f"must be a slug of lower-case letters a-z, digits and '-', at most {MAX_ID_CHARS} characters, not {shown!r}"
+        )
+    return value
 
 
 def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """A slug for a display name (at most :data:`MAX_ID_CHARS` characters)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:MAX_ID_CHARS].rstrip("-")
     return slug or "persona"
 
 
-_MACRO = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
+# {{char}} {{user}} {{time}} ... and {{random:a,b}}, whose items may hold simple macros
+_MACRO = re.compile(
+    r"\{\{\s*(?:(?P<name>char|user|time|date|weekday|isotime|isodate|idle_duration)\s*"
+    r"|random\s*:(?P<items>(?:[^{}]|\{\{[^{}]*\}\})*))\}\}"
+    r"|<(?P<tag>BOT|USER)>",
+    re.IGNORECASE,
+)
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
+_ESCAPED_COMMA = "\x00comma\x00"
 
 
-def render_macros(text: str, char: str, user: str) -> str:
+def render_macros(
+    text: str,
+    char: str,
+    user: str,
+    *,
+    now: datetime | None = None,
+    idle: timedelta | None = None,
+    seed: int | str | None = None,
+) -> str:
+    """Replace the SillyTavern macros in ``text`` (names in any case):
+
+    * ``{{char}}`` / ``<BOT>``: the character's name; ``{{user}}`` / ``<USER>``: the person's;
+    * ``{{time}}`` ("3:05 PM"), ``{{date}}`` ("November 5, 2026"), ``{{weekday}}``
+      ("Thursday"), ``{{isotime}}`` ("15:05"), ``{{isodate}}`` ("2026-11-05"): at ``now``
+      (default: the local time);
+    * ``{{idle_duration}}``: ``idle``, the time since the person last wrote, as "3 hours"
+      ("just now" when ``None``);
+    * ``{{random:a,b,c}}`` (items trimmed, ``\\,`` for a comma) or ``{{random::a::b}}``:
+      one of the items; the same ``seed`` picks the same items (no seed: random).
+    """
+    rng: random.Random | None = None
+    clock = now
+
+    def one(which: str) -> str:
+        nonlocal clock
+        if which in ("char", "bot"):
+            return char
+        if which == "user":
+            return user
+        if which == "idle_duration":
+            return humanize_duration(idle) if idle is not None else "just now"
+        if clock is None:
+            clock = datetime.now().astimezone()
+        if which == "time":
+            return f"{clock.hour % 12 or 12}:{clock.minute:02d} {'AM' if clock.hour < 12 else 'PM'}"
+        if which == "date":
+            return f"{_MONTHS[clock.month - 1]} {clock.day}, {clock.year}"
+        if which == "weekday":
+            return _WEEKDAYS[clock.weekday()]
+        if which == "isotime":
+            return f"{clock.hour:02d}:{clock.minute:02d}"
+        return clock.date().isoformat()  # isodate
+
     def sub(m: re.Match[str]) -> str:
-        which = (m.group(1) or m.group(2)).lower()
-        return char if which in ("char", "bot") else user
+        nonlocal rng
+        items = m.group("items")
+        if items is None:
+            return one((m.group("name") or m.group("tag")).lower())
+        if items.startswith(":") or "::" in items:
+            choices = items.removeprefix(":").split("::")
+        else:
+            choices = [c.strip().replace(_ESCAPED_COMMA, ",") for c in items.replace("\\,", _ESCAPED_COMMA).split(",")]
+        if rng is None:
+            rng = random.Random(seed) if seed is not None else random.Random()
+        return _MACRO.sub(sub, rng.choice(choices))
 
     return _MACRO.sub(sub, text)
+
+
+def humanize_duration(delta: timedelta) -> str:
+    """A duration in words, rounded as chat apps say it: "a few seconds", "a minute",
+    "5 minutes", "an hour", "3 hours", "a day", "4 days", "a month", "2 months", "a year"."""
+    seconds = abs(delta.total_seconds())
+    minutes, hours, days = seconds / 60, seconds / 3600, seconds / 86400
+    if seconds < 45:
+        return "a few seconds"
+    if seconds < 90:
+        return "a minute"
+    if minutes < 45:
+        return f"{round(minutes)} minutes"
+    if minutes < 90:
+        return "an hour"
+    if hours < 22:
+        return f"{round(hours)} hours"
+    if hours < 36:
+        return "a day"
+    if days < 26:
+        return f"{round(days)} days"
+    if days < 45:
+        return "a month"
+    if days < 320:
+        return f"{max(2, round(days / 30.4))} months"
+    if days < 548:
+        return "a year"
+    return f"{max(2, round(days / 365.25))} years"
 
 
 _SPEAKER = re.compile(r"^\s*(\{\{\s*(?:char|user)\s*\}\}|<(?:BOT|USER)>|[^:\n]{1,40}):\s?(.*)$", re.I)
@@ -239,15 +387,19 @@ def persona_from_dict(data: Any, source: str | Path) -> Persona:
 
 
 def load_persona_file(path: str | Path) -> Persona:
-    """Load a persona YAML file (``.yaml``/``.yml``), or a card (``.json``/``.png``)."""
+    """Load a persona YAML file (``.yaml``/``.yml``), or a card (``.json``/``.png``/``.charx``).
+
+    A card comes from elsewhere, wherever it lies: it is loaded without local file
+    paths or a consent record (see :func:`strip_local_identity`).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".json", ".png"):
+    if suffix in (".json", ".png", ".charx"):
         from persona.cards import import_card
 
-        return import_card(path)
+        return strip_local_identity(import_card(path))
     if suffix not in (".yaml", ".yml"):
-        raise PersonaError(path, "unsupported persona file type; use .yaml, .json (card) or .png (card)")
+        raise PersonaError(path, "unsupported persona file type; use .yaml, or a card: .json, .png or .charx")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -265,16 +417,41 @@ def load_persona_file(path: str | Path) -> Persona:
 
 
 def _resolve_paths(persona: Persona, base: Path) -> Persona:
-    """Make media paths in the identity relative to the persona file absolute."""
+    """Make media paths (identity, card assets) relative to the persona file absolute."""
+
+    def absolute(p: str) -> str:
+        return p if Path(p).is_absolute() else str((base / p).resolve())
+
     ident = persona.identity
-    portraits = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in ident.portraits]
+    portraits = [absolute(p) for p in ident.portraits]
     voice = ident.voice
-    if voice.sample and not Path(voice.sample).is_absolute():
-        voice = voice.model_copy(update={"sample": str((base / voice.sample).resolve())})
-    return persona.model_copy(update={"identity": ident.model_copy(update={"portraits": portraits, "voice": voice})})
+    if voice.sample:
+        voice = voice.model_copy(update={"sample": absolute(voice.sample)})
+    assets = {uri: absolute(p) for uri, p in persona.card_assets.items()}
+    return persona.model_copy(
+        update={
+            "identity": ident.model_copy(update={"portraits": portraits, "voice": voice}),
+            "card_assets": assets,
+        }
+    )
+
+
+def strip_local_identity(persona: Persona) -> Persona:
+    """A persona from elsewhere may not point at this machine's files or claim a voice
+    consent: its portraits, voice sample, consent record and asset paths are dropped."""
+    ident = persona.identity
+    if ident.portraits or ident.voice.sample or ident.voice.consent or persona.card_assets:
+        log.warning("%s: the file's portrait, voice-sample and asset paths and consent record were not loaded", persona.id)
+        ident = ident.model_copy(update={"portraits": [], "voice": ident.voice.model_copy(update={"sample": None, "consent": None})})
+        persona = persona.model_copy(update={"identity": ident, "card_assets": {}})
+    return persona
 
 
 def dump_persona_yaml(persona: Persona) -> str:
+    """The persona as YAML: fields at their defaults left out, except in the lorebook,
+    which keeps every field its source set (empty lists and nulls too) for export."""
     data = persona.model_dump(mode="json", exclude_defaults=True)
     data.setdefault("name", persona.name)
+    if persona.lorebook is not None:
+        data["lorebook"] = persona.lorebook.model_dump(mode="json", exclude_unset=True)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

@@ -1,15 +1,24 @@
-"""Character Card V2 / V3 import and export, as JSON and as PNG.
+"""Character Card V1 / V2 / V3 import and export, as JSON, PNG and CHARX.
 
 A card is ``{"spec": "chara_card_v2" | "chara_card_v3", "spec_version": ..., "data": {...}}``
 (or an old V1 card with the fields at the top level). In a PNG the card JSON is
 base64 text in a ``tEXt``/``iTXt``/``zTXt`` chunk keyed ``chara`` (V2) or ``ccv3``
-(V3); ``ccv3`` wins when both are present.
+(V3); ``ccv3`` wins when both are present. A CHARX file is a zip archive with the
+V3 card as ``card.json`` at its root.
 
 Nothing in a card is dropped on import: card fields this format has no place for
 (the V3 extras such as ``nickname`` or ``assets``, and any unknown key in ``data``)
 go to :attr:`Persona.card_extra`, unknown top-level keys to
-``card_extra["__top__"]``, and lorebook entries keep every field. Exporting an
-imported, spec-conforming card with the same spec gives back the same ``data``.
+``card_extra["__top__"]``, the names of ``data`` fields that were ``null`` to
+``card_extra["__null__"]``, and lorebook entries keep every field. Exporting an
+imported card with the same spec gives back the same ``data`` (plus what the spec
+requires and the card left out).
+
+V3 assets embedded in the file (``embeded://path`` members of a CHARX archive,
+``__asset:path`` PNG chunks named ``chara-ext-asset_:path``) come back as bytes
+from :func:`read_card_file`; an installed persona keeps local copies in
+:attr:`Persona.card_assets`, and export embeds them again. A CHARX file is read
+with bounds on its size, its members' uncompressed sizes and their names.
 
 Persona settings that cards have no field for (``id``, ``style``, ``identity``,
 ``language``) travel in ``data.extensions["vchar"]``, written only when they differ
@@ -26,10 +35,14 @@ import hashlib
 import io
 import json
 import os
+import logging
+import re
 import struct
 import tempfile
+import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,21 +58,45 @@ from persona.card import (
 )
 
 __all__ = [
+    "CARD_SUFFIXES",
+    "MAX_ASSET_BYTES",
     "MAX_CARD_BYTES",
+    "MAX_CHARX_BYTES",
+    "NULL_KEY",
+    "PLACEHOLDER_KEY",
     "TOP_KEY",
     "VCHAR_EXTENSION",
+    "CardFile",
+    "card_charx_bytes",
     "card_from_bytes",
     "card_from_dict",
     "card_png_bytes",
     "card_to_dict",
+    "embedded_assets",
     "export_card",
     "import_card",
+    "is_placeholder_png",
+    "read_card_file",
     "read_png_text",
 ]
 
-MAX_CARD_BYTES = 20 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+CARD_SUFFIXES = (".json", ".png", ".charx")
+MAX_CARD_BYTES = 20 * 1024 * 1024  # a JSON or PNG card, and a CHARX file's card.json
+MAX_CHARX_BYTES = 64 * 1024 * 1024  # a CHARX file as stored
+MAX_ASSET_BYTES = 64 * 1024 * 1024  # all embedded assets of one card, uncompressed
+MAX_ASSETS = 256  # embedded assets kept from one card
+MAX_ZIP_MEMBERS = 4096
 TOP_KEY = "__top__"  # card_extra key holding unknown top-level keys (beside spec/spec_version/data)
+NULL_KEY = "__null__"  # card_extra key listing the data fields the card set to null
+_RESERVED_KEYS = (TOP_KEY, NULL_KEY)
 VCHAR_EXTENSION = "vchar"  # data.extensions key carrying persona-only settings
+PLACEHOLDER_KEY = "vchar:placeholder"  # PNG text chunk marking a drawn placeholder picture
+
+CHARX_SCHEME = "embeded://"  # (sic) the V3 spec's spelling
+PNG_ASSET_SCHEME = "__asset:"
+PNG_ASSET_CHUNK = "chara-ext-asset_:"
 
 V2_SPEC = "chara_card_v2"
 V3_SPEC = "chara_card_v3"
@@ -82,6 +119,7 @@ _V2_FIELDS = frozenset(_STRING_FIELDS) | {"alternate_greetings", "tags", "extens
 _V1_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
 _TOP_FIELDS = ("spec", "spec_version", "data")
 _PERSONA_ONLY = ("id", "style", "identity", "language")
+_NULLABLE = tuple(_STRING_FIELDS) + ("alternate_greetings", "tags", "extensions", "character_book")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CARD_CHUNK_KEYS = ("ccv3", "chara")  # preference order
@@ -93,36 +131,69 @@ Spec = Literal["v2", "v3", "chara_card_v2", "chara_card_v3"]
 # -- import -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class CardFile:
+    """A card as read from a file.
+
+    ``assets`` holds the bytes of the assets embedded in the file, by the URI the
+    card's ``assets`` list gives them; ``image`` is a PNG card's own file, and
+    ``placeholder`` says that picture is one :func:`export_card` drew, not art.
+    """
+
+    persona: Persona
+    assets: dict[str, bytes] = field(default_factory=dict)
+    image: bytes | None = None
+    placeholder: bool = False
+
+
 def import_card(path: str | Path) -> Persona:
-    """Load a character card from a ``.json`` or ``.png`` file.
+    """Load a character card from a ``.json``, ``.png`` or ``.charx`` file.
 
     Raises :class:`PersonaError` naming the file (and the field, where there is
     one) for anything that is not a readable card; nothing is half-loaded.
     """
+    return read_card_file(path).persona
+
+
+def read_card_file(path: str | Path) -> CardFile:
+    """Load a card file with its embedded assets (see :class:`CardFile`)."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    limit = MAX_CHARX_BYTES if suffix == ".charx" else MAX_CARD_BYTES
     try:
         with path.open("rb") as fh:
-            data = fh.read(MAX_CARD_BYTES + 1)
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise PersonaError(path, f"cannot read file: {exc.strerror or exc}") from None
-    if len(data) > MAX_CARD_BYTES:
-        raise PersonaError(path, f"file is larger than {MAX_CARD_BYTES // (1024 * 1024)} MB; refusing to load it")
-    if path.suffix.lower() == ".png" and not data.startswith(PNG_SIGNATURE):
+    if len(data) > limit:
+        raise PersonaError(path, f"file is larger than {limit // (1024 * 1024)} MB; refusing to load it")
+    if suffix == ".png" and not data.startswith(PNG_SIGNATURE):
         raise PersonaError(path, "not a PNG file (bad signature)")
-    return card_from_bytes(data, path)
+    if suffix == ".charx" and not data.startswith(_ZIP_SIGNATURE):
+        raise PersonaError(path, "not a CHARX file (not a zip archive)")
+    return _card_file_from_bytes(data, path)
 
 
 def card_from_bytes(data: bytes, source: str | Path) -> Persona:
-    """Parse card bytes: a PNG with a ``chara``/``ccv3`` chunk, or card JSON (UTF-8)."""
+    """Parse card bytes: a PNG with a ``chara``/``ccv3`` chunk, a CHARX archive, or card JSON (UTF-8)."""
+    return _card_file_from_bytes(data, source).persona
+
+
+def _card_file_from_bytes(data: bytes, source: str | Path) -> CardFile:
+    if data.startswith(_ZIP_SIGNATURE):
+        if len(data) > MAX_CHARX_BYTES:
+            raise PersonaError(source, f"card is larger than {MAX_CHARX_BYTES // (1024 * 1024)} MB; refusing to load it")
+        return _read_charx(data, source)
     if len(data) > MAX_CARD_BYTES:
         raise PersonaError(source, f"card is larger than {MAX_CARD_BYTES // (1024 * 1024)} MB; refusing to load it")
     if data.startswith(PNG_SIGNATURE):
-        return _card_from_obj(_card_json_from_png(data, source), source)
+        persona = _card_from_obj(_card_json_from_png(data, source), source)
+        return CardFile(persona, _png_assets(data, persona, source), image=data, placeholder=is_placeholder_png(data))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise PersonaError(source, "not a character card: neither a PNG nor UTF-8 JSON text") from None
-    return _card_from_obj(_parse_json(text, source, None), source)
+    return CardFile(_card_from_obj(_parse_json(text, source, None), source))
 
 
 def card_from_dict(obj: Any, source: str | Path) -> Persona:
@@ -204,11 +275,14 @@ def _persona_from_card_data(
             _drop_default_use_regex(book)
         lorebook = _validate(Lorebook, book, "character_book", fail)
 
-    extra = {k: v for k, v in data.items() if k not in _V2_FIELDS}
+    extra = {k: v for k, v in data.items() if k not in _V2_FIELDS and k not in _RESERVED_KEYS}
     if version == V3_SPEC and extra.get("group_only_greetings") == []:
         del extra["group_only_greetings"]  # V3 export writes the empty list back
     if top:
         extra[TOP_KEY] = top
+    nulls = [k for k in _NULLABLE if k in data and data[k] is None]
+    if nulls:
+        extra[NULL_KEY] = nulls  # written back as null while the persona leaves them empty
 
     first = fields["first_mes"]
     greetings = ([first] if first or alternate else []) + alternate
@@ -302,6 +376,10 @@ _PERSONA_TO_CARD = {
 def _card_field(loc: tuple[Any, ...]) -> str:
     if not loc:
         return "(root)"
+    if loc[0] == "greetings" and len(loc) > 1 and isinstance(loc[1], int):
+        # greetings[0] is first_mes, the rest are the alternate greetings
+        head = "first_mes" if loc[1] == 0 else f"alternate_greetings.{loc[1] - 1}"
+        return ".".join([head, *(str(p) for p in loc[2:])])
     head = _PERSONA_TO_CARD.get(str(loc[0]), str(loc[0]))
     return ".".join([head, *(str(p) for p in loc[1:])])
 
@@ -359,13 +437,15 @@ def _inflate(payload: bytes, source: str | Path, key: str) -> bytes:
     return out
 
 
-def _decode_text_chunk(ctype: bytes, payload: bytes, source: str | Path, wanted: tuple[str, ...]) -> tuple[str, str] | None:
-    """Return ``(keyword, text)`` of a text chunk whose keyword is in ``wanted``."""
+def _decode_text_chunk(
+    ctype: bytes, payload: bytes, source: str | Path, wanted: Callable[[str], bool]
+) -> tuple[str, str] | None:
+    """Return ``(keyword, text)`` of a text chunk whose keyword ``wanted`` accepts."""
     keyword, sep, rest = payload.partition(b"\0")
     if not sep:
         return None
-    key = keyword.decode("latin-1").lower()
-    if key not in wanted:
+    key = keyword.decode("latin-1")
+    if not wanted(key):
         return None
     if ctype == b"tEXt":
         return key, rest.decode("latin-1")
@@ -396,10 +476,120 @@ def read_png_text(data: bytes, source: str | Path = "<png>", keys: tuple[str, ..
     found: dict[str, str] = {}
     for ctype, payload in _iter_chunks(data, source):
         if ctype in _TEXT_CHUNKS:
-            hit = _decode_text_chunk(ctype, payload, source, keys)
-            if hit and hit[0] not in found:
-                found[hit[0]] = hit[1]
+            hit = _decode_text_chunk(ctype, payload, source, lambda k: k.lower() in keys)
+            if hit and hit[0].lower() not in found:
+                found[hit[0].lower()] = hit[1]
     return found
+
+
+def is_placeholder_png(data: bytes) -> bool:
+    """Whether a PNG is the placeholder picture :func:`export_card` draws (no portrait)."""
+    try:
+        return PLACEHOLDER_KEY in read_png_text(data, "<png>", (PLACEHOLDER_KEY,))
+    except PersonaError:
+        return False
+
+
+def embedded_assets(persona: Persona) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, asset)`` for each V3 asset of the card whose URI points into the card
+    file itself (``embeded://...`` or ``__asset:...``)."""
+    assets = persona.card_extra.get("assets")
+    if not isinstance(assets, list):
+        return
+    for i, asset in enumerate(assets):
+        if isinstance(asset, dict) and isinstance(asset.get("uri"), str):
+            if asset["uri"].startswith((CHARX_SCHEME, PNG_ASSET_SCHEME)):
+                yield i, asset
+
+
+def _png_assets(data: bytes, persona: Persona, source: str | Path) -> dict[str, bytes]:
+    """The bytes of the card's ``__asset:`` assets, from their ``chara-ext-asset_:`` chunks."""
+    wanted = {
+        PNG_ASSET_CHUNK + asset["uri"][len(PNG_ASSET_SCHEME) :]: asset["uri"]
+        for _, asset in embedded_assets(persona)
+        if asset["uri"].startswith(PNG_ASSET_SCHEME)
+    }
+    if not wanted:
+        return {}
+    out: dict[str, bytes] = {}
+    total = 0
+    for ctype, payload in _iter_chunks(data, source):
+        if ctype not in _TEXT_CHUNKS:
+            continue
+        hit = _decode_text_chunk(ctype, payload, source, lambda k: k in wanted)
+        if hit is None or wanted[hit[0]] in out:
+            continue
+        blob = _decode_base64_bytes(hit[1], source, hit[0])
+        total += len(blob)
+        if total > MAX_ASSET_BYTES or len(out) >= MAX_ASSETS:
+            raise PersonaError(source, f"embedded assets exceed {MAX_ASSETS} files or {MAX_ASSET_BYTES // (1024 * 1024)} MB", hit[0])
+        out[wanted[hit[0]]] = blob
+    return out
+
+
+# -- CHARX (zip) ----------------------------------------------------------------------
+
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _check_member_name(name: str, source: str | Path) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or ".." in parts or "\0" in name:
+        raise PersonaError(source, f"unsafe file name in the archive: {name[:200]!r}")
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, source: str | Path) -> bytes:
+    if info.flag_bits & 0x1:
+        raise PersonaError(source, "encrypted archives are not supported", info.filename)
+    if info.file_size > limit:
+        raise PersonaError(source, f"too large ({info.file_size} bytes uncompressed, at most {limit})", info.filename)
+    try:
+        with zf.open(info) as fh:
+            blob = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise PersonaError(source, f"cannot read archive member: {exc}", info.filename) from None
+    if len(blob) > limit:
+        raise PersonaError(source, f"too large (more than {limit} bytes uncompressed)", info.filename)
+    return blob
+
+
+def _read_charx(data: bytes, source: str | Path) -> CardFile:
+    """A CHARX archive: ``card.json`` plus the ``embeded://`` assets it lists."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise PersonaError(source, f"not a CHARX file: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise PersonaError(source, f"archive has {len(infos)} files, more than {MAX_ZIP_MEMBERS}")
+        members: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            _check_member_name(info.filename, source)
+            members.setdefault(info.filename, info)
+        card_info = members.get("card.json")
+        if card_info is None:
+            raise PersonaError(source, "not a CHARX file: no card.json at the root of the archive")
+        raw = _read_member(zf, card_info, MAX_CARD_BYTES, source)
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise PersonaError(source, "is not UTF-8 text", "card.json") from None
+        persona = _card_from_obj(_parse_json(text, source, "card.json"), source)
+        assets: dict[str, bytes] = {}
+        total = 0
+        for _, asset in embedded_assets(persona):
+            uri = asset["uri"]
+            info = members.get(uri[len(CHARX_SCHEME) :]) if uri.startswith(CHARX_SCHEME) else None
+            if info is None or uri in assets:
+                continue
+            if len(assets) >= MAX_ASSETS:
+                raise PersonaError(source, f"more than {MAX_ASSETS} embedded assets", "data.assets")
+            blob = _read_member(zf, info, MAX_ASSET_BYTES - total, source)
+            total += len(blob)
+            assets[uri] = blob
+    return CardFile(persona, assets)
 
 
 def _card_json_from_png(data: bytes, source: str | Path) -> Any:
@@ -410,18 +600,22 @@ def _card_json_from_png(data: bytes, source: str | Path) -> Any:
     raise PersonaError(source, "PNG has no character card in it (no 'chara' or 'ccv3' text chunk)")
 
 
-def _decode_base64(text: str, source: str | Path, key: str) -> str:
-    if text.lstrip().startswith("{"):  # some writers store the JSON itself
-        return text.strip()
+def _decode_base64_bytes(text: str, source: str | Path, key: str) -> bytes:
     stripped = "".join(text.split())
     stripped += "=" * (-len(stripped) % 4)
     try:
-        raw = base64.b64decode(stripped, validate=True)
+        return base64.b64decode(stripped, validate=True)
     except (binascii.Error, ValueError):
         try:
-            raw = base64.b64decode(stripped, altchars=b"-_", validate=True)
+            return base64.b64decode(stripped, altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise PersonaError(source, "chunk is not valid base64", key) from None
+
+
+def _decode_base64(text: str, source: str | Path, key: str) -> str:
+    if text.lstrip().startswith("{"):  # some writers store the JSON itself
+        return text.strip()
+    raw = _decode_base64_bytes(text, source, key)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -440,8 +634,12 @@ def _spec_name(spec: str) -> str:
     raise ValueError(f"unknown card spec {spec!r}; use 'v2' or 'v3'")
 
 
-def card_to_dict(persona: Persona, spec: Spec = "v2") -> dict[str, Any]:
-    """The card JSON object for a persona (``spec`` ``"v2"`` or ``"v3"``)."""
+def card_to_dict(persona: Persona, spec: Spec = "v2", *, asset_uris: dict[str, str] | None = None) -> dict[str, Any]:
+    """The card JSON object for a persona (``spec`` ``"v2"`` or ``"v3"``).
+
+    ``asset_uris`` renames asset URIs (old -> new) in ``data.assets``, for a file
+    format that embeds the assets under other names.
+    """
     spec_name = _spec_name(spec)
     greetings = list(persona.greetings)
     data: dict[str, Any] = {
@@ -462,9 +660,18 @@ def card_to_dict(persona: Persona, spec: Spec = "v2") -> dict[str, Any]:
     }
     if persona.lorebook is not None:
         data["character_book"] = _book_to_dict(persona.lorebook, spec_name)
+    nulls = persona.card_extra.get(NULL_KEY)
+    for key in nulls if isinstance(nulls, list) else ():
+        if key in _NULLABLE and data.get(key) in (None, "", [], {}):
+            data[key] = None  # the card had null here and the persona left it empty
     for key, value in persona.card_extra.items():
-        if key != TOP_KEY and key not in _V2_FIELDS:
+        if key not in _RESERVED_KEYS and key not in _V2_FIELDS:
             data[key] = copy.deepcopy(value)
+    if asset_uris and isinstance(data.get("assets"), list):
+        data["assets"] = [
+            {**a, "uri": asset_uris[a["uri"]]} if isinstance(a, dict) and a.get("uri") in asset_uris else a
+            for a in data["assets"]
+        ]
     if spec_name == V3_SPEC:
         data.setdefault("group_only_greetings", [])
     card: dict[str, Any] = {"spec": spec_name, "spec_version": _SPEC_VERSION[spec_name], "data": data}
@@ -520,13 +727,16 @@ def export_card(
     *,
     image: bytes | str | Path | Any | None = None,
 ) -> Path:
-    """Write a persona as a card: ``.json`` (of ``spec``) or ``.png`` (both chunks).
+    """Write a persona as a card: ``.json`` (of ``spec``), ``.png`` (both chunks) or
+    ``.charx`` (V3, with the embedded assets).
 
     A PNG carries a ``chara`` (V2) and a ``ccv3`` (V3) chunk, as the V3 spec
     recommends, whatever ``spec`` says. Its picture is ``image`` (PNG/JPEG/... bytes,
     a file path, or a PIL image; pass the source ``.png`` to keep a card's own
-    picture), else the persona's first portrait, else a drawn placeholder. A PNG
-    image is reused byte for byte, minus any old card chunks.
+    picture), else the persona's first portrait, else a drawn placeholder (marked
+    with a ``vchar:placeholder`` text chunk). A PNG image is reused byte for byte,
+    minus any old card chunks. PNG and CHARX files embed the assets the persona
+    keeps in :attr:`Persona.card_assets`.
     The file is written atomically; returns its path.
     """
     path = Path(path)
@@ -537,35 +747,119 @@ def export_card(
     elif suffix == ".png":
         _spec_name(spec)
         payload = card_png_bytes(persona, image)
+    elif suffix == ".charx":
+        _spec_name(spec)
+        payload = card_charx_bytes(persona)
     else:
-        raise PersonaError(path, "unsupported card file type; use .json or .png")
+        raise PersonaError(path, "unsupported card file type; use .json, .png or .charx")
     _atomic_write(path, payload)
     return path
 
 
+def _asset_bytes(persona: Persona) -> dict[str, bytes]:
+    """The bytes of the assets the persona keeps locally, by URI (unreadable ones skipped)."""
+    out: dict[str, bytes] = {}
+    for uri, local in persona.card_assets.items():
+        try:
+            out[uri] = Path(local).read_bytes()
+        except OSError as exc:
+            log.warning("%s: asset %s not exported: cannot read %s: %s", persona.id, uri, local, exc.strerror or exc)
+    return out
+
+
+_SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_part(text: Any, fallback: str, limit: int = 40) -> str:
+    part = _SAFE_PART.sub("-", text if isinstance(text, str) else "").strip(".-")[:limit]
+    return part or fallback
+
+
 def card_png_bytes(persona: Persona, image: bytes | str | Path | Any | None = None) -> bytes:
-    """A PNG card for a persona (``chara`` V2 + ``ccv3`` V3 tEXt chunks)."""
+    """A PNG card for a persona (``chara`` V2 + ``ccv3`` V3 tEXt chunks, and a
+    ``chara-ext-asset_:`` chunk for each embedded asset it keeps)."""
     base = _base_png(persona, image)
+    blobs = _asset_bytes(persona)
+    assets: dict[str, bytes] = {}  # chunk path -> bytes
+    uris: dict[str, str] = {}
+    taken = {a["uri"][len(PNG_ASSET_SCHEME) :] for _, a in embedded_assets(persona) if a["uri"].startswith(PNG_ASSET_SCHEME)}
+    for i, asset in embedded_assets(persona):
+        uri = asset["uri"]
+        if uri not in blobs or uri in uris:
+            continue
+        key = uri[len(PNG_ASSET_SCHEME) :] if uri.startswith(PNG_ASSET_SCHEME) else ""
+        if not key or not _fits_keyword(PNG_ASSET_CHUNK + key) or key in assets:
+            key = str(i)
+            while key in taken or key in assets:
+                key += "_"
+        assets[key] = blobs[uri]
+        uris[uri] = PNG_ASSET_SCHEME + key
     texts = [
-        _chunk(b"tEXt", b"chara\0" + _b64_card(card_to_dict(persona, "v2"))),
-        _chunk(b"tEXt", b"ccv3\0" + _b64_card(card_to_dict(persona, "v3"))),
+        _chunk(b"tEXt", b"chara\0" + _b64_card(card_to_dict(persona, "v2", asset_uris=uris))),
+        _chunk(b"tEXt", b"ccv3\0" + _b64_card(card_to_dict(persona, "v3", asset_uris=uris))),
     ]
+    asset_chunks = [
+        _chunk(b"tEXt", (PNG_ASSET_CHUNK + key).encode("latin-1") + b"\0" + base64.b64encode(blob))
+        for key, blob in assets.items()
+    ]
+    replaced = {PNG_ASSET_CHUNK + key for key in assets}
     out = [PNG_SIGNATURE]
     inserted = False
     for ctype, payload in _iter_chunks(base, "<image>"):
-        if ctype in _TEXT_CHUNKS and _decode_keyword(payload) in _CARD_CHUNK_KEYS:
-            continue  # an old card in the source image
+        if ctype in _TEXT_CHUNKS:
+            keyword = payload.partition(b"\0")[0].decode("latin-1")
+            if keyword.lower() in _CARD_CHUNK_KEYS or keyword in replaced:
+                continue  # an old card (or an asset written anew) in the source image
         if not inserted and ctype in (b"IDAT", b"IEND"):
             out.extend(texts)
             inserted = True
+        if ctype == b"IEND":
+            out.extend(asset_chunks)
+            asset_chunks = []
         out.append(_chunk(ctype, payload))
     if not inserted:
         out.extend(texts)
+    out.extend(asset_chunks)
     return b"".join(out)
 
 
-def _decode_keyword(payload: bytes) -> str:
-    return payload.partition(b"\0")[0].decode("latin-1").lower()
+def _fits_keyword(keyword: str) -> bool:
+    """Whether a PNG text chunk may carry this keyword (1-79 Latin-1 characters)."""
+    try:
+        return 0 < len(keyword.encode("latin-1")) <= 79 and "\0" not in keyword
+    except UnicodeEncodeError:
+        return False
+
+
+def card_charx_bytes(persona: Persona) -> bytes:
+    """A CHARX archive for a persona: the V3 ``card.json`` and each embedded asset it
+    keeps, at its ``embeded://`` path (assets from a PNG card get one under ``assets/``)."""
+    blobs = _asset_bytes(persona)
+    members: dict[str, bytes] = {}
+    uris: dict[str, str] = {}
+    for i, asset in embedded_assets(persona):
+        uri = asset["uri"]
+        if uri not in blobs or uri in uris:
+            continue
+        member = uri[len(CHARX_SCHEME) :] if uri.startswith(CHARX_SCHEME) else ""
+        try:
+            _check_member_name(member, "<charx>")
+        except PersonaError:
+            member = ""
+        if not member or member == "card.json" or member in members:
+            kind = _safe_part(asset.get("type"), "other")
+            member = f"assets/{kind}/{i}-{_safe_part(asset.get('name'), 'asset')}.{_safe_part(asset.get('ext'), 'bin', 10)}"
+            uris[uri] = CHARX_SCHEME + member
+        else:
+            uris[uri] = uri
+        members[member] = blobs[uri]
+    card = card_to_dict(persona, "v3", asset_uris={k: v for k, v in uris.items() if k != v})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("card.json", json.dumps(card, ensure_ascii=False, indent=2) + "\n")
+        for member, blob in members.items():
+            zf.writestr(member, blob)
+    return buf.getvalue()
 
 
 def _b64_card(card: dict[str, Any]) -> bytes:
@@ -620,8 +914,9 @@ def _to_png(im: Any) -> bytes:
 
 
 def _placeholder_png(name: str, size: tuple[int, int] = (400, 600)) -> bytes:
-    """A plain portrait: a colour from the name, a silhouette, and the initials."""
-    from PIL import Image, ImageDraw, ImageFont
+    """A plain picture: a colour from the name, a silhouette, and the initials;
+    marked with a ``vchar:placeholder`` text chunk so nobody takes it for a portrait."""
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
     width, height = size
     digest = hashlib.sha256(name.encode("utf-8")).digest()
@@ -644,8 +939,10 @@ def _placeholder_png(name: str, size: tuple[int, int] = (400, 600)) -> bytes:
         box = draw.textbbox((0, 0), initials, font=font)
         tw, th = box[2] - box[0], box[3] - box[1]
         draw.text((cx - tw / 2 - box[0], height * 0.8 - th / 2 - box[1]), initials, fill=bg, font=font)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PLACEHOLDER_KEY, "drawn by vchar: not a portrait of the character")
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 

@@ -22,6 +22,17 @@ characters a token) and/or ``budget_chars``, dropping lower ``priority`` first.
 
 Key patterns are compiled once and cached (by key text and options), so calling
 this every chat turn costs only the searches.
+
+Matching takes time linear in the scanned text, whatever a card's author wrote:
+
+* regular-expression keys run on RE2 (``google-re2``), which has no backtracking;
+  a pattern RE2 does not accept (backreferences, lookarounds), one longer than
+  :data:`MAX_PATTERN_CHARS`, or one that compiles to more than
+  :data:`MAX_PROGRAM_SIZE` instructions is matched as literal text instead, as an
+  invalid pattern is;
+* plain keys are escaped literals (Python ``re``, linear);
+* only the last :data:`MAX_SCAN_CHARS` characters of the scanned texts are searched;
+* recursive scanning stops after :data:`MAX_RECURSION_STEPS` rounds.
 """
 
 from __future__ import annotations
@@ -30,11 +41,27 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+import re2
+
 from persona.card import LoreEntry, Lorebook
 
-__all__ = ["CHARS_PER_TOKEN", "KeyMatcher", "compile_key", "entry_matches", "triggered_entries"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "MAX_PATTERN_CHARS",
+    "MAX_PROGRAM_SIZE",
+    "MAX_RECURSION_STEPS",
+    "MAX_SCAN_CHARS",
+    "KeyMatcher",
+    "compile_key",
+    "entry_matches",
+    "triggered_entries",
+]
 
 CHARS_PER_TOKEN = 4
+MAX_PATTERN_CHARS = 500  # a longer regular-expression key is matched as text
+MAX_PROGRAM_SIZE = 3000  # RE2 instructions; bounds the work per scanned character
+MAX_SCAN_CHARS = 32_000  # the most recent characters of the chat (and fired content) scanned
+MAX_RECURSION_STEPS = 10  # rounds of recursive scanning
 
 # Scripts written without spaces between words: no whole-word boundaries there.
 _NO_SPACE_SCRIPT = re.compile(
@@ -43,7 +70,9 @@ _NO_SPACE_SCRIPT = re.compile(
     "\U00020000-\U0002fa1f]"
 )
 _REGEX_KEY = re.compile(r"^/(.+)/([a-z]*)$", re.S)
-_JS_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "g": 0, "u": 0, "y": 0, "d": 0}
+# JavaScript flags as RE2 inline flags; the others (global, unicode, sticky, indices)
+# change nothing for a yes/no search
+_JS_FLAGS = {"i": "i", "s": "s", "m": "m", "g": "", "u": "", "y": "", "d": ""}
 _SEPARATOR = "\n\x00\n"  # keys (even multi-word ones) never match across two texts
 
 # selectiveLogic values (SillyTavern's world-info numbering)
@@ -51,14 +80,19 @@ AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 
 
 class KeyMatcher:
-    """One compiled key: a cheap substring pre-check, then the pattern."""
+    """One compiled key: a cheap substring pre-check, then the pattern.
 
-    __slots__ = ("pattern", "needles", "case_sensitive")
+    ``pattern`` is a Python ``re`` pattern for plain keys, or an RE2 pattern (which
+    searches the text's UTF-8 bytes) when ``utf8`` is true.
+    """
 
-    def __init__(self, pattern: re.Pattern[str], needles: tuple[str, ...] = (), case_sensitive: bool = False):
+    __slots__ = ("pattern", "needles", "case_sensitive", "utf8")
+
+    def __init__(self, pattern, needles: tuple[str, ...] = (), case_sensitive: bool = False, *, utf8: bool = False):
         self.pattern = pattern
         self.needles = needles  # words that must all be in the text (lower case unless case-sensitive)
         self.case_sensitive = case_sensitive
+        self.utf8 = utf8
 
     def search(self, text: _Text) -> bool:
         if self.needles:
@@ -66,7 +100,7 @@ class KeyMatcher:
             for needle in self.needles:
                 if needle not in hay:
                     return False
-        return self.pattern.search(text.raw) is not None
+        return self.pattern.search(text.utf8 if self.utf8 else text.raw) is not None
 
 
 # Non-ASCII letters that re.IGNORECASE matches to an ASCII letter but str.lower() keeps apart.
@@ -74,13 +108,21 @@ _ASCII_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 
 
 class _Text:
-    """Scanned text, lower-cased once for the substring pre-checks."""
+    """Scanned text (its last :data:`MAX_SCAN_CHARS` characters), lower-cased and
+    UTF-8 encoded once, on first use, for the pre-checks and the RE2 searches."""
 
-    __slots__ = ("raw", "_lower")
+    __slots__ = ("raw", "_lower", "_utf8")
 
     def __init__(self, raw: str):
-        self.raw = raw
+        self.raw = raw[-MAX_SCAN_CHARS:] if len(raw) > MAX_SCAN_CHARS else raw
         self._lower: str | None = None
+        self._utf8: bytes | None = None
+
+    @property
+    def utf8(self) -> bytes:
+        if self._utf8 is None:
+            self._utf8 = self.raw.encode("utf-8", "surrogatepass")
+        return self._utf8
 
     @property
     def lower(self) -> str:
@@ -97,18 +139,14 @@ def compile_key(key: str, case_sensitive: bool = False, whole_words: bool = True
         return None
     m = _REGEX_KEY.match(key)
     if m and all(f in _JS_FLAGS for f in m.group(2)):
-        flags = 0
-        for f in m.group(2):
-            flags |= _JS_FLAGS[f]
-        try:
-            return KeyMatcher(re.compile(m.group(1), flags))
-        except re.error:
-            pass  # not a pattern Python understands: match the text literally
+        matcher = _regex_matcher(m.group(1), "".join(sorted({_JS_FLAGS[f] for f in m.group(2)})))
+        if matcher is not None:
+            return matcher
     if use_regex:
-        try:
-            return KeyMatcher(re.compile(key, 0 if case_sensitive else re.IGNORECASE))
-        except re.error:
-            pass
+        matcher = _regex_matcher(key, "" if case_sensitive else "i")
+        if matcher is not None:
+            return matcher
+    # a plain key, or a pattern RE2 cannot run within bounds: match the text literally
     words = key.split()
     body = r"\s+".join(re.escape(part) for part in words)
     if whole_words and not _NO_SPACE_SCRIPT.search(key):
@@ -126,6 +164,30 @@ def compile_key(key: str, case_sensitive: bool = False, whole_words: bool = True
     else:
         needles = ()
     return KeyMatcher(pattern, needles, case_sensitive)
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # a card's bad pattern is not an error of ours
+    options.max_mem = 2 << 20  # program and DFA cache, per pattern
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def _regex_matcher(pattern: str, flags: str) -> KeyMatcher | None:
+    """An RE2 matcher for a card's regular expression; ``None`` when it cannot be
+    run in linear time within the size bounds (the caller then matches literally)."""
+    if not pattern or len(pattern) > MAX_PATTERN_CHARS:
+        return None
+    try:
+        compiled = re2.compile(f"(?{flags}){pattern}" if flags else pattern, _RE2_OPTIONS)
+    except (re2.error, UnicodeEncodeError):
+        return None
+    if compiled.programsize > MAX_PROGRAM_SIZE:
+        return None
+    return KeyMatcher(compiled, utf8=True)
 
 
 def _is_word_char(ch: str) -> bool:
@@ -201,10 +263,11 @@ def triggered_entries(book: Lorebook | None, texts: Sequence[str], budget_chars:
 
 
 def _recurse(entries: Sequence[LoreEntry], fired: dict[int, LoreEntry], haystack: _Text) -> None:
-    """Let fired entries' content trigger more entries until nothing new fires."""
+    """Let fired entries' content trigger more entries until nothing new fires
+    (at most :data:`MAX_RECURSION_STEPS` rounds)."""
     scanned = set()
     buffer = [haystack.raw]
-    for _ in range(len(entries)):
+    for _ in range(min(len(entries), MAX_RECURSION_STEPS)):
         new = [i for i in fired if i not in scanned]
         if not new:
             return

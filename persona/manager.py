@@ -49,9 +49,13 @@ MEMORY_QUESTION = re.compile(
     r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
 )
 
+# Stand-ins for a failed backend. An odd number of lines: in a one-to-one chat a person's
+# messages are usually two ids apart (message, reply) and `_fallback` picks by id, so an
+# even count would give the same line every time.
 FALLBACK_LINES = (
     "Sorry, my head's somewhere else for a second. Say that again in a moment?",
     "Ugh, give me a minute, my thoughts just scattered. Try me again?",
+    "Hold on, I lost my train of thought. Ask me again in a bit?",
 )
 
 HELP_TEXT = (
@@ -291,6 +295,7 @@ class PersonaManager:
             greetings=tuple(persona.render(g, user_name) for g in persona.greetings),
             facts=facts,
             lore=lore,
+            description=persona.render(persona.description, user_name),
         )
         started = time.perf_counter()
         try:
@@ -304,8 +309,9 @@ class PersonaManager:
         log.debug("generated in %.1f ms", (time.perf_counter() - started) * 1000)
         text = clean_reply(raw, persona, user_name)
         if not text:
-            log.warning("reply to message %d was empty after cleaning: %r", incoming.message_id, raw[:200])
-            return await self._fallback(st, incoming, msg, "empty reply after cleaning")
+            # Cleaning only takes things out of a reply; empty means the backend gave nothing sayable.
+            log.warning("text backend %s gave nothing to say for message %d: %r", self.text.name, incoming.message_id, raw[:200])
+            return await self._fallback(st, incoming, msg, "the backend's reply had nothing to say")
         reply = await self._finish(st, incoming, msg, text)
         if self.text.name != "lite" and incoming.memory_due:
             self._spawn(self._remember_model(st, incoming, user_name, [*history, _Said(msg.text), _Said(text, "assistant")]))

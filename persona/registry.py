@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona.card import Persona, PersonaError, dump_persona_yaml, load_persona_file, slugify
+from persona.card import (
+    Persona,
+    PersonaError,
+    dump_persona_yaml,
+    load_persona_file,
+    slugify,
+    strip_local_identity,
+)
+from persona.cards import CARD_SUFFIXES, CardFile, embedded_assets, is_placeholder_png, read_card_file
+
+__all__ = [
+    "DEFAULT_PERSONA",
+    "PERSONA_SUFFIXES",
+    "SAMPLES",
+    "LoadProblem",
+    "PersonaRegistry",
+    "install_persona",
+    "shareable",
+    "strip_foreign_settings",
+    "strip_local_identity",
+]
 
 log = logging.getLogger(__name__)
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
-PERSONA_SUFFIXES = (".yaml", ".yml", ".json", ".png")
+PERSONA_SUFFIXES = (".yaml", ".yml", *CARD_SUFFIXES)
 DEFAULT_PERSONA = "mira"
+_IMAGE_EXTS = frozenset({"png", "jpg", "jpeg", "webp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +44,12 @@ class LoadProblem:
 
 
 class PersonaRegistry:
-    """All personas by id. A file that fails to load is reported and skipped whole."""
+    """All personas by id. A file that fails to load is reported and skipped whole.
+
+    Cards (``.json``, ``.png``, ``.charx``) dropped into a folder load like imported
+    ones, without local file paths or consent records; YAML files are the operator's
+    and load as written.
+    """
 
     def __init__(self, folders: list[Path], default: str | None = None):
         self.folders = folders
@@ -87,45 +114,101 @@ class PersonaRegistry:
 
 
 def install_persona(source: Path, folder: Path, *, overwrite: bool = False) -> tuple[Persona, Path]:
-    """Validate a persona file or card and save it into ``folder`` as YAML.
+    """Validate a persona file or card and save it into ``folder`` as ``<id>.yaml``.
 
-    A PNG card's image is kept beside it and becomes the first reference portrait.
-    Nothing is written unless the whole file loads.
+    The file comes from elsewhere, whatever its format: it keeps no local file paths,
+    consent record, admins or bot-token variable (see :func:`strip_foreign_settings`).
+    A PNG card's image is kept beside it as ``<id>.png`` and becomes the first
+    reference portrait, unless it is a placeholder vchar drew; a card's embedded
+    assets are saved in ``<id>.assets/`` (an embedded icon image also becomes a
+    portrait). Every file goes inside ``folder``. Nothing is written unless the whole
+    file loads, and nothing is replaced without ``overwrite``.
     """
-    persona = load_persona_file(source)
-    if source.suffix.lower() in (".json", ".png"):
-        persona = strip_local_identity(persona)
+    source = Path(source)
+    if source.suffix.lower() in CARD_SUFFIXES:
+        card = read_card_file(source)
+    else:
+        card = CardFile(load_persona_file(source))
+    persona = strip_foreign_settings(card.persona)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{persona.id}.yaml"
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass --force to replace it")
-    if source.suffix.lower() == ".png":
-        art = folder / f"{persona.id}.png"
-        art.write_bytes(source.read_bytes())
+    target = _inside(folder, f"{persona.id}.yaml", source)
+    keep_art = card.image is not None and not card.placeholder
+    art = _inside(folder, f"{persona.id}.png", source) if keep_art else None
+    asset_dir = _inside(folder, f"{persona.id}.assets", source) if card.assets else None
+    if not overwrite:
+        for path in (target, art, asset_dir):
+            if path is not None and (path.exists() or path.is_symlink()):
+                raise FileExistsError(f"{path} exists; pass --force to replace it")
+
+    portraits: list[str] = []
+    if art is not None:
+        art.write_bytes(card.image)
+        portraits.append(str(art))
+    if asset_dir is not None:
+        saved = _save_assets(card, persona, asset_dir, source)
+        persona = persona.model_copy(update={"card_assets": saved})
+        for _, asset in embedded_assets(persona):
+            path = saved.get(asset["uri"])
+            if asset.get("type") == "icon" and path and Path(path).suffix[1:].lower() in _IMAGE_EXTS:
+                if path not in portraits and not is_placeholder_png(Path(path).read_bytes()):
+                    portraits.append(path)
+    if portraits:
         ident = persona.identity
-        if str(art) not in ident.portraits:
-            persona = persona.model_copy(
-                update={"identity": ident.model_copy(update={"portraits": [str(art), *ident.portraits]})}
-            )
-    tmp = target.with_suffix(".yaml.tmp")
+        persona = persona.model_copy(update={"identity": ident.model_copy(update={"portraits": portraits})})
+    tmp = _inside(folder, f"{persona.id}.yaml.tmp", source)
     tmp.write_text(dump_persona_yaml(persona), encoding="utf-8")
     tmp.replace(target)
     return persona, target
 
 
-def strip_local_identity(persona: Persona) -> Persona:
-    """A card from elsewhere may not point at this machine's files or claim a voice
-    consent: its portraits and voice sample are dropped on import."""
-    ident = persona.identity
-    if ident.portraits or ident.voice.sample or ident.voice.consent:
-        log.warning("%s: the card's portrait and voice-sample paths and consent record were not imported", persona.id)
-        ident = ident.model_copy(update={"portraits": [], "voice": ident.voice.model_copy(update={"sample": None, "consent": None})})
-        persona = persona.model_copy(update={"identity": ident})
+def _inside(folder: Path, name: str, source: Path) -> Path:
+    """``folder / name``, refused unless it resolves to a direct child of ``folder``."""
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise PersonaError(source, f"would write {path}, outside {folder}", "id")
+    return path
+
+
+def _save_assets(card: CardFile, persona: Persona, asset_dir: Path, source: Path) -> dict[str, str]:
+    """Write the card's embedded assets into ``asset_dir`` under safe names; URI -> path."""
+    asset_dir.mkdir(exist_ok=True)
+    saved: dict[str, str] = {}
+    for i, asset in embedded_assets(persona):
+        uri = asset["uri"]
+        if uri in saved or uri not in card.assets:
+            continue
+        name = f"{i}-{_safe_name(asset.get('name'), 'asset', 40)}.{_safe_name(asset.get('ext'), 'bin', 10).lower()}"
+        path = _inside(asset_dir, name, source)
+        path.write_bytes(card.assets[uri])
+        saved[uri] = str(path)
+    return saved
+
+
+def _safe_name(text: object, fallback: str, limit: int) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text if isinstance(text, str) else "").strip("-")[:limit]
+    return name or fallback
+
+
+def strip_foreign_settings(persona: Persona) -> Persona:
+    """What an imported file may not bring: local file paths and consent records
+    (:func:`strip_local_identity`), admins (``platforms.*.admin_ids``) and the name of
+    an environment variable to read a bot token from (``platforms.*.token_env``)."""
+    persona = strip_local_identity(persona)
+    platforms = persona.platforms
+    changed = {}
+    for name in ("telegram", "discord"):
+        conf = getattr(platforms, name)
+        if conf.admin_ids or conf.token_env:
+            changed[name] = conf.model_copy(update={"admin_ids": [], "token_env": None})
+    if changed:
+        log.warning("%s: the file's admin ids and bot-token variables were not imported", persona.id)
+        persona = persona.model_copy(update={"platforms": platforms.model_copy(update=changed)})
     return persona
 
 
 def shareable(persona: Persona) -> Persona:
-    """The persona as it may leave this machine: no local paths, no consent record."""
+    """The persona as it may leave this machine: no local paths, no consent record.
+    (Its card's own assets stay, to be embedded in an exported card.)"""
     ident = persona.identity
     ident = ident.model_copy(update={"portraits": [], "voice": ident.voice.model_copy(update={"sample": None, "consent": None})})
     return persona.model_copy(update={"identity": ident})

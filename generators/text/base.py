@@ -46,6 +46,7 @@ class TextRequest:
     greetings: tuple[str, ...] = ()
     facts: tuple[str, ...] = ()  # recalled memories, most relevant first
     lore: tuple[str, ...] = ()  # lorebook entries triggered by the conversation
+    description: str = ""  # the character's description, macros rendered (the lite backend's self-knowledge)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
+from pathlib import Path
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +54,116 @@ class _Loaded:
 
 _CACHE: dict[tuple[str, str, str], _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
+
+_TRUE = ("1", "true", "yes", "on")
+HUB_PROBE_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model would load from: ``folder`` (a local directory), ``cache`` (a hub id
+    already downloaded) or ``download`` (a hub id fetched on first use)."""
+
+    kind: str
+    detail: str
+    local_files_only: bool = False
+
+
+def hub_offline() -> bool:
+    """Offline mode as huggingface_hub and transformers understand it."""
+    if any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - comes with transformers
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+    except (ImportError, AttributeError):  # pragma: no cover
+        return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> tuple[bool, str]:
+    """Whether a TCP connection to the hub (or the HTTPS proxy in the way) opens within
+    ``timeout`` seconds, and what was tried. Name resolution counts toward the timeout."""
+    from urllib.parse import urlsplit
+
+    endpoint = _hub_endpoint()
+    proxy = next((os.environ[v] for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(v)), None)
+    target = urlsplit(proxy if proxy else endpoint)
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme in ("https", "") else 80)
+    what = f"{'proxy ' if proxy else ''}{host}:{port}"
+    if not host:
+        return False, what
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, name="vchar-hub-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0]), what
+
+
+def locate_model(model_id: str, *, probe: bool = True) -> ModelSource:
+    """Find where ``model_id`` loads from without touching the network more than one short
+    connection test. Raises :class:`TextGenerationError` at once when it cannot load:
+    a folder that does not exist, or a hub id that is not in the local cache while the
+    hub is switched off (``HF_HUB_OFFLINE=1``) or unreachable."""
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return ModelSource("folder", str(path))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError as exc:  # pragma: no cover - comes with transformers
+        raise TextGenerationError(
+            f"the transformers text backend needs the transformers package "
+            f"(pip install 'vchar[transformers]'): {exc}; or {_ALTERNATIVES}"
+        ) from exc
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise TextGenerationError(
+            f"VCHAR_TEXT_MODEL={model_id}: there is no such folder, and it is not a model id of the "
+            f"Hugging Face hub (like Qwen/Qwen2.5-0.5B-Instruct); {_ALTERNATIVES}"
+        ) from None
+    cached = try_to_load_from_cache(model_id, "config.json")
+    if isinstance(cached, str):
+        if hub_offline():
+            return ModelSource("cache", cached, local_files_only=True)
+        if probe:
+            up, _ = hub_reachable()
+            if not up:  # use the copy on disk rather than retrying the hub for a minute
+                return ModelSource("cache", cached, local_files_only=True)
+        return ModelSource("cache", cached)
+    if hub_offline():
+        raise TextGenerationError(
+            f"text model {model_id!r} is neither a folder here nor in the local Hugging Face cache, and the hub is switched off "
+            f"(offline mode: HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1), so it cannot be downloaded; "
+            f"download it once with the network on, or {_ALTERNATIVES}"
+        )
+    if probe:
+        up, what = hub_reachable()
+        if not up:
+            raise TextGenerationError(
+                f"text model {model_id!r} is neither a folder here nor in the local Hugging Face cache, and the hub cannot be reached "
+                f"({what} did not answer within {HUB_PROBE_TIMEOUT:g} s: offline?), so it cannot be downloaded; "
+                f"download it once with the network on, or {_ALTERNATIVES}"
+            )
+    return ModelSource("download", f"{_hub_endpoint().rstrip('/')}/{model_id}")
 
 
 def _resolve_device(device: str | None) -> str:
@@ -95,6 +208,12 @@ def _load(
         kwargs: dict[str, Any] = {}
         if local_files_only is not None:
             kwargs["local_files_only"] = local_files_only
+        if not local_files_only:
+            source = locate_model(model_id)  # fails at once instead of retrying an unreachable hub
+            if source.local_files_only:
+                kwargs["local_files_only"] = True
+            if source.kind == "download":
+                log.info("downloading text model %s from %s (once; it is cached after)", model_id, source.detail)
         stage = "tokenizer"
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
@@ -198,6 +317,22 @@ class TransformersTextGenerator:
             self._load_error = exc
             raise
         return self._loaded
+
+    def preflight(self) -> ModelSource:
+        """Check, in a second or two and without loading anything, that the model can load:
+        a folder, a hub id in the local cache, or a hub id the hub can serve. Raises
+        :class:`TextGenerationError` with what to set instead."""
+        if self._loaded is not None:
+            return ModelSource("loaded", self.model)
+        if self._load_error is not None:
+            raise self._load_error
+        if self.local_files_only:
+            return ModelSource("folder", self.model, local_files_only=True)
+        try:
+            return locate_model(self.model)
+        except TextGenerationError as exc:
+            self._load_error = exc
+            raise
 
     async def load(self) -> None:
         """Load the model now (in a worker thread) rather than on the first request."""

@@ -138,3 +138,252 @@ def test_db_upgrade_is_safe_twice(tmp_path):
     vchar(tmp_path, "db", "upgrade")
     vchar(tmp_path, "db", "upgrade")
     assert (tmp_path / "data" / "vchar.db").exists()
+
+
+# -- what a user sees: versions, errors, pipes --------------------------------------------------
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_version_prints_the_installed_version(tmp_path):
+    from importlib.metadata import version
+
+    assert vchar(tmp_path, "--version").stdout.strip() == f"vchar {version('vchar')}"
+
+
+def test_configuration_errors_name_variable_value_and_choices_all_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCHAR_TEXT_BACKEND", "gpt4")
+    monkeypatch.setenv("VCHAR_VOICE_BACKEND", "bogus")
+    monkeypatch.setenv("VCHAR_IMAGE_SIZE", "huge")
+    monkeypatch.setenv("VCHAR_TELEGRAM_ADMIN_IDS", "42, bob")
+    proc = vchar(tmp_path, "chat", input="hi\n", check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr and "pydantic" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "error: VCHAR_TEXT_BACKEND=gpt4: not allowed; use lite, transformers or openai" in lines
+    assert "error: VCHAR_VOICE_BACKEND=bogus: not allowed; use lite or xtts" in lines
+    assert any(line.startswith("error: VCHAR_IMAGE_SIZE=huge: ") and "512x512" in line for line in lines)
+    assert any(line.startswith("error: VCHAR_TELEGRAM_ADMIN_IDS='42, bob': ") and "'bob'" in line for line in lines)
+    assert len(lines) == 4
+
+
+def test_the_openai_backend_without_a_url_or_a_model_is_a_configuration_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCHAR_TEXT_BACKEND", "openai")
+    proc = vchar(tmp_path, "chat", input="hi\n", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("error: VCHAR_TEXT_BACKEND=openai needs VCHAR_TEXT_BASE_URL") and "/v1" in lines[0]
+    assert lines[1].startswith("error: VCHAR_TEXT_BACKEND=openai needs VCHAR_TEXT_MODEL")
+
+
+def test_cli_errors_are_one_line_on_stderr(tmp_path):
+    line = _one_line_error(vchar(tmp_path, "persona", "export", "mira", "-o", str(tmp_path / "no" / "such" / "mira.json"),
+                                 check=False))
+    assert str(tmp_path / "no" / "such") in line and "does not exist" in line
+    line = _one_line_error(vchar(tmp_path, "db", "upgrade", "nonsense", check=False))
+    assert "'nonsense'" in line and "head" in line and "0001" in line
+    line = _one_line_error(vchar(tmp_path, "chat", "--colour", check=False))
+    assert "--colour" in line and "vchar chat --help" in line
+    line = _one_line_error(vchar(tmp_path, "persona", "show", "nobody", check=False))
+    assert "nobody" in line
+    line = _one_line_error(vchar(tmp_path, "persona", "import", str(tmp_path / "missing.json"), check=False))
+    assert "missing.json" in line
+
+
+def test_db_upgrade_base_is_refused_and_downgrade_base_empties_the_schema(tmp_path):
+    import sqlite3
+
+    vchar(tmp_path, "db", "upgrade")
+    db = tmp_path / "data" / "vchar.db"
+
+    def tables() -> set[str]:
+        with sqlite3.connect(db) as conn:
+            return {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+
+    assert "messages" in tables()
+    line = _one_line_error(vchar(tmp_path, "db", "upgrade", "base", check=False))
+    assert "vchar db downgrade base --yes" in line
+    assert "messages" in tables()  # refused: nothing changed
+    refused = vchar(tmp_path, "db", "downgrade", "base", input="n\n", check=False)
+    assert refused.returncode != 0 and "messages" in tables()
+    assert "base" in vchar(tmp_path, "db", "downgrade", "base", "--yes").stdout
+    assert tables() <= {"alembic_version"}
+    assert "0002" in vchar(tmp_path, "db", "upgrade").stdout
+    assert "messages" in tables()
+
+
+def test_persona_show_in_a_pipe_is_valid_yaml(tmp_path):
+    import yaml
+
+    from persona.card import dump_persona_yaml
+    from persona.registry import SAMPLES, PersonaRegistry
+
+    shown = vchar(tmp_path, "persona", "show", "mira").stdout
+    expected = dump_persona_yaml(PersonaRegistry([SAMPLES]).get("mira"))
+    assert any(len(line) > 80 for line in expected.splitlines())  # would be wrapped by a console
+    assert yaml.safe_load(shown) == yaml.safe_load(expected)
+    assert "\x1b[" not in shown
+
+
+def test_piped_chat_answers_one_line_per_input_line_blank_ones_included(tmp_path):
+    out = vchar(tmp_path, "chat", input="Hi, I am Zoe\n\n   \n/help\nWhat's your favourite food?").stdout
+    lines = out.split("\n")
+    assert lines[-1] == ""  # every answer ends with a newline
+    lines = lines[:-1]
+    assert len(lines) == 5
+    assert lines[0] and lines[1] == "" and lines[2] == ""
+    assert "/forget" in lines[3]  # the multi-line help folded onto its line
+    assert "pork buns" in lines[4]  # the last line needs no newline of its own
+
+
+def test_the_terminal_chat_shows_the_path_of_a_selfie_it_made(tmp_path, monkeypatch):
+    from tests.bots.test_run import _persona_with_portrait
+
+    monkeypatch.setenv("VCHAR_PERSONAS_DIR", str(_persona_with_portrait(tmp_path)))
+    out = vchar(tmp_path, "chat", input="/selfie at the beach\n").stdout.splitlines()
+    assert len(out) == 1
+    paths = [Path(word.rstrip("],")) for word in out[0].split() if word.rstrip("],").endswith(".png")]
+    assert paths and paths[0].is_file() and "[image: " in out[0]
+
+
+def test_image_selfie_is_recorded_as_a_media_asset(tmp_path, monkeypatch):
+    import sqlite3
+
+    from tests.bots.test_run import _persona_with_portrait
+
+    monkeypatch.setenv("VCHAR_PERSONAS_DIR", str(_persona_with_portrait(tmp_path)))
+    target = tmp_path / "beach.png"
+    vchar(tmp_path, "image", "selfie", "mira", "at the beach", "-o", str(target))
+    assert target.is_file()
+    with sqlite3.connect(tmp_path / "data" / "vchar.db") as conn:
+        rows = conn.execute(
+            "select p.slug, m.kind, m.path, m.mime, m.seed from media_assets m join personas p on p.id = m.persona_id"
+        ).fetchall()
+    assert len(rows) == 1
+    slug, kind, path, mime, seed = rows[0]
+    assert (slug, kind, mime) == ("mira", "image", "image/png")
+    assert Path(path) == target.resolve() and seed is not None
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+
+class _Pty:
+    """The chat in a real terminal: a pseudo-terminal whose output is collected as it comes."""
+
+    def __init__(self):
+        import pty
+        import threading
+
+        self.master, self.slave = pty.openpty()
+        self.output = b""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._lock:
+                self.output += data
+
+    def text(self) -> str:
+        with self._lock:
+            return self.output.decode(errors="replace")
+
+    def write(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _chat_in_a_terminal(tmp_path, extra_env: dict[str, str] | None = None):
+    term = _Pty()
+    env = {**os.environ, "VCHAR_DATA_DIR": str(tmp_path / "data"), "VCHAR_CHAT_USER": "zoe", "COLUMNS": "200",
+           "TERM": "xterm", **(extra_env or {})}
+    env.pop("VCHAR_DATABASE_URL", None)
+    proc = subprocess.Popen([VCHAR, "chat"], stdin=term.slave, stdout=term.slave, stderr=term.slave, env=env,
+                            start_new_session=True)
+    return term, proc
+
+
+def test_ctrl_c_stops_the_terminal_chat_at_once_while_it_waits_for_input(tmp_path):
+    import signal
+    import time
+
+    term, proc = _chat_in_a_terminal(tmp_path)
+    try:
+        assert _wait_for(lambda: "you" in term.text(), 60), term.text()
+        term.write("tell me a joke\n")
+        assert _wait_for(lambda: "dumpling" in term.text(), 60), term.text()
+        assert _wait_for(lambda: term.text().count("you") >= 2, 10)  # waiting for the next line
+        time.sleep(0.3)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+        assert time.monotonic() - start < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code in (0, 130)
+    assert _wait_for(lambda: "bye" in term.text(), 2), term.text()
+    assert "Traceback" not in term.text()
+
+
+async def test_ctrl_c_stops_the_terminal_chat_at_once_while_a_reply_is_generated(tmp_path):
+    import asyncio
+    import signal
+    import time
+
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    async with FakeOpenAIServer(reply="Hi there!") as server:
+        server.hang_next(5, seconds=60)
+        term, proc = _chat_in_a_terminal(tmp_path, {
+            "VCHAR_TEXT_BACKEND": "openai", "VCHAR_TEXT_BASE_URL": server.base_url, "VCHAR_TEXT_MODEL": "fake-model",
+        })
+        try:
+            for _ in range(600):
+                if "you" in term.text():
+                    break
+                await asyncio.sleep(0.1)
+            term.write("what's up?\n")
+            for _ in range(600):  # the request reached the (hanging) server
+                if server.requests:
+                    break
+                await asyncio.sleep(0.1)
+            assert server.requests, term.text()
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.poll() is not None, "the chat did not stop"
+            assert time.monotonic() - start < 5
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode in (0, 130)
+    assert "bye" in term.text() and "Traceback" not in term.text()

@@ -270,3 +270,89 @@ def test_bad_dtype_is_explained(tiny_model):
     gen = TransformersTextGenerator(model=str(tiny_model), dtype="float7")
     with pytest.raises(TextGenerationError, match="dtype"):
         asyncio.run(gen.generate(_request()))
+
+
+# -- offline and unreachable hubs fail at once ------------------------------------------------
+
+
+async def test_offline_mode_and_a_hub_id_not_in_the_cache_fails_at_once(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 (set by the fixture) and an id that was never downloaded: a clear
+    error within a second, naming the setting and the alternatives; the hub is not tried."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    hub_constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"), raising=False)
+    gen = TransformersTextGenerator(model="vchar-tests/never-downloaded-model")
+    start = time.monotonic()
+    with pytest.raises(TextGenerationError) as info:
+        await gen.generate(_request())
+    assert time.monotonic() - start < 2
+    msg = str(info.value)
+    assert "never-downloaded-model" in msg and "offline" in msg and "HF_HUB_OFFLINE" in msg
+    assert "VCHAR_TEXT_MODEL" in msg and "VCHAR_TEXT_BACKEND=lite" in msg and "VCHAR_TEXT_BACKEND=openai" in msg
+    with pytest.raises(TextGenerationError, match="offline"):  # the preflight says the same, at once
+        TransformersTextGenerator(model="vchar-tests/never-downloaded-model").preflight()
+
+
+_LOAD_SCRIPT = """
+import asyncio, sys, time
+from generators.text.base import ChatMessage, TextRequest
+from generators.text.transformers_backend import TransformersTextGenerator
+gen = TransformersTextGenerator(model=sys.argv[1], device="cpu")
+start = time.monotonic()
+try:
+    out = asyncio.run(gen.generate(TextRequest(messages=(ChatMessage("user", "Hello there!"),), max_tokens=2,
+                                               temperature=0.0)))
+    print("OK", repr(out))
+except Exception as exc:
+    print("ERROR", exc)
+print("SECONDS", time.monotonic() - start)
+"""
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _load_with_unreachable_hub(model: str, cache) -> tuple[str, float]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HUB_CACHE": str(cache),
+           "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(proxy, None)
+    proc = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, model], capture_output=True, text=True, env=env,
+                          timeout=240)
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1].startswith("SECONDS"), proc.stdout + proc.stderr
+    return "\n".join(lines[:-1]), float(lines[-1].split()[1])
+
+
+def test_unreachable_hub_and_a_hub_id_not_in_the_cache_fails_at_once(tmp_path):
+    """No network (here: a hub address nobody listens on) instead of a minute of retries."""
+    out, seconds = _load_with_unreachable_hub("vchar-tests/never-downloaded-model", tmp_path / "empty-cache")
+    assert out.startswith("ERROR"), out
+    assert "cannot be reached" in out and "VCHAR_TEXT_MODEL" in out and "VCHAR_TEXT_BACKEND=lite" in out
+    assert seconds < 6, f"took {seconds:.1f} s"
+
+
+def test_a_hub_id_in_the_local_cache_loads_while_the_hub_is_unreachable(tmp_path, tiny_model):
+    """A model downloaded before still loads with the network gone, without hub retries."""
+    import shutil
+
+    cache = tmp_path / "hub-cache"
+    repo = cache / "models--vchar-tests--tiny-llama"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_model, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    out, seconds = _load_with_unreachable_hub("vchar-tests/tiny-llama", cache)
+    assert out.startswith("OK"), out
+    assert seconds < 20, f"took {seconds:.1f} s"

@@ -13,21 +13,38 @@ def test_strips_speaker_tag_special_tokens_and_the_users_turn():
     assert clean_reply(raw, P, "Zoe") == "Hey Zoe! Pierogi time?"
 
 
-def test_drops_ai_leaks_and_forbidden_phrases():
+def test_drops_ai_leaks_and_cuts_forbidden_phrases_out_of_their_sentence():
     raw = "I'm just an AI, so I can't taste food. But pierogi sound amazing! As per my programming I must say hi. See you!"
-    assert clean_reply(raw, P, "Zoe") == "But pierogi sound amazing! See you!"
+    assert clean_reply(raw, P, "Zoe") == "But pierogi sound amazing! I must say hi. See you!"
 
 
-def test_length_rules():
-    raw = "One. Two! Three? Four. Five."
-    assert clean_reply(raw, P, "Zoe") == "One. Two! Three?"
-    long = Persona(name="X", style=StyleRules(max_chars=40))
-    out = clean_reply("This sentence is fine. " + "This one is far too long to fit in the limit at all.", long, "u")
-    assert out == "This sentence is fine."
+def test_forbidden_phrase_is_removed_and_its_sentence_kept():
+    p = Persona(name="Mira", style=StyleRules(forbidden_phrases=["darling", "as per my programming"]))
+    assert clean_reply("Why, darling, the stars are out tonight!", p, "Zoe") == "Why, the stars are out tonight!"
+    assert clean_reply("Pierogi, as per my programming, are great.", p, "Zoe") == "Pierogi are great."
+    assert clean_reply("DARLING you came back. Sit down.", p, "Zoe") == "You came back. Sit down."
+    assert clean_reply("Darling!", p, "Zoe") == ""  # nothing but the phrase: nothing to say
 
 
-def test_only_leaks_leave_nothing():
-    assert clean_reply("As an AI language model, I cannot do that.", P, "Zoe") == ""
+def test_cleaning_never_empties_a_reply_that_has_something_to_say():
+    assert clean_reply("As an AI language model, I cannot do that.", P, "Zoe") == "I cannot do that."
+    assert clean_reply("I don't have feelings, but I like you.", P, "Zoe") == "But I like you."
+    assert clean_reply("I am an AI.", P, "Zoe") == "I am an AI."  # all there is: said rather than dropped
+    assert clean_reply("<|im_end|>", P, "Zoe") == ""
+
+
+def test_a_transcript_keeps_the_characters_turn():
+    # Cards write example dialogue and lorebook entries as exchanges; a reply shaped like one
+    # opens with the person's line: the character's turn is what is said.
+    raw = '{{user}}: What is the Silverwood?\n{{char}}: *smiles* "The Silverwood is my home."\n{{user}}: wow'
+    assert clean_reply(raw, P, "Zoe") == '*smiles* "The Silverwood is my home."'
+    assert clean_reply("<START>\nZoe: hi\nMira: *waves* Hello!", P, "Zoe") == "*waves* Hello!"
+    assert clean_reply("Zoe: hi", P, "Zoe") == ""  # only the person's words
+
+
+def test_sentence_limit_keeps_roleplay_actions_whole():
+    p = Persona(name="Mira", style=StyleRules(max_sentences=2))
+    assert clean_reply('*smiles softly.* "Welcome!" *waves.* "Sit down."', p, "Zoe") == '*smiles softly.* "Welcome!"'
 
 
 def test_macros_rendered():

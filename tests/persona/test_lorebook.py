@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from persona.card import LoreEntry, Lorebook
-from persona.lorebook import triggered_entries
+from persona.lorebook import MAX_RECURSION_STEPS, MAX_SCAN_CHARS, triggered_entries
 
 
 def entry(keys, content=None, **kw) -> LoreEntry:
@@ -186,3 +188,66 @@ def test_large_book_is_fast_enough_for_every_turn():
     per_turn = (time.perf_counter() - start) / 20
     assert result and all(isinstance(e, LoreEntry) for e in result)
     assert per_turn < 0.05, f"{per_turn * 1000:.1f} ms per turn"
+
+
+# -- bounded matching: a card's patterns cannot freeze a turn ------------------------
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_key_runs_in_linear_time():
+    # with a backtracking engine this pattern takes minutes on an ordinary sentence
+    book = Lorebook(entries=[entry(["/^(\\w+\\s?)*$/"], "WORDS"), entry(["/(a|aa)+$/"], "AS")])
+    sentence = "The old captain said that the storm would pass before the night was over!"
+    chat = [sentence * 4, "a" * 5000 + "!"]
+    start = time.perf_counter()
+    assert fired(book, *chat) == []
+    assert time.perf_counter() - start < 2.0
+    # the same keys still fire where they should
+    assert fired(book, "only words and spaces here") == ["WORDS"]
+    assert fired(book, "b-aaaa") == ["AS"]
+
+
+def test_regex_flags_keep_their_javascript_meaning():
+    book = Lorebook(
+        entries=[
+            entry(["/storm.+night/s"], "DOTALL"),
+            entry(["/storm.+rain/"], "NO-DOTALL"),
+            entry(["/^night$/m"], "LINE"),
+            entry(["/Night/"], "CASE"),
+        ]
+    )
+    assert fired(book, "a storm\nat night") == ["DOTALL"]
+    assert fired(book, "storm\nrain") == []  # without s the dot stops at a line break
+    assert fired(book, "storm\nnight") == ["DOTALL", "LINE"]
+    assert fired(book, "the storm at NIGHT") == []  # no i flag: case matters
+    assert fired(book, "Night falls") == ["CASE"]
+
+
+def test_patterns_re2_cannot_run_are_matched_as_text():
+    book = Lorebook(
+        entries=[
+            entry(["/(?<=sir )knight/i"], "LOOKBEHIND"),
+            entry(["/(\\w+) \\1/"], "BACKREF"),
+            entry(["/[\\s\\S]{1,1000}Z/"], "HUGE"),  # compiles to too large a program
+        ]
+    )
+    assert fired(book, "hail sir knight", "again again", "x" * 50 + "Z") == []
+    assert fired(book, "she wrote /(?<=sir )knight/i on the wall") == ["LOOKBEHIND"]
+    assert fired(book, "literally /(\\w+) \\1/ here") == ["BACKREF"]
+
+
+def test_only_the_most_recent_text_is_scanned():
+    book = Lorebook(entries=[entry(["amulet"], "OLD"), entry(["/rune\\d/"], "NEW")])
+    chat = ["the amulet glows", "chatter " * (MAX_SCAN_CHARS // 8), "I read rune7 aloud"]
+    assert fired(book, *chat) == ["NEW"]
+    assert fired(book, *chat[:1]) == ["OLD"]
+
+
+def test_recursive_scanning_is_bounded():
+    # a chain where every entry's content names the next one
+    chain = [entry([f"link{i}"], f"then link{i + 1}", insertion_order=i) for i in range(300)]
+    book = Lorebook(recursive_scanning=True, entries=chain)
+    start = time.perf_counter()
+    result = fired(book, "start at link0")
+    assert time.perf_counter() - start < 2.0
+    assert result == [f"then link{i + 1}" for i in range(MAX_RECURSION_STEPS + 1)]
