@@ -347,26 +347,26 @@ class Doctor:
         from sqlalchemy.engine import make_url
 
         url = s.resolved_database_url
-        shown = make_url(url).render_as_string(hide_password=True)
         parsed = make_url(url)
+        shown = make_url(s.database_url or f"sqlite:///{s.data_dir / 'vchar.db'}").render_as_string(hide_password=True)
         if parsed.get_backend_name() == "sqlite":
             db_file = parsed.database
             if db_file and db_file != ":memory:" and not Path(db_file).exists():
-                self.add("database", "warn", f"{shown}: not created yet", "vchar db upgrade (vchar run also creates it)")
+                self.add(shown, "warn", "not created yet", "vchar db upgrade (vchar run also creates it)")
                 return
         try:
             current = asyncio.run(current_revisions(url))
         except Exception as exc:
-            self.add("database", "error", f"{shown}: cannot connect ({type(exc).__name__}: {_first_line(exc)})",
+            self.add(shown, "error", f"cannot connect ({type(exc).__name__}: {_first_line(exc)})",
                      "start the database server, or fix VCHAR_DATABASE_URL")
             return
         from db.migrate import current_heads
 
         heads = set(current_heads())
         if not current:
-            self.add("database", "warn", f"{shown}: reachable, but has no vchar schema yet", "vchar db upgrade")
+            self.add(shown, "warn", "reachable, but has no vchar schema yet", "vchar db upgrade")
         elif set(current) == heads:
-            self.add("database", "ok", f"{shown}: migrated to the latest revision ({', '.join(sorted(current))})")
+            self.add(shown, "ok", f"migrated to the latest revision ({', '.join(sorted(current))})")
         else:
             from alembic.script import ScriptDirectory
 
@@ -376,10 +376,10 @@ class Doctor:
             known = {r.revision for r in script.walk_revisions()}
             unknown = [r for r in current if r not in known]
             if unknown:
-                self.add("database", "error", f"{shown}: at revision {', '.join(unknown)}, which this vchar does not know "
+                self.add(shown, "error", f"at revision {', '.join(unknown)}, which this vchar does not know "
                          "(a newer vchar migrated it)", "upgrade vchar to the version that wrote it")
             else:
-                self.add("database", "warn", f"{shown}: at revision {', '.join(sorted(current))}, behind "
+                self.add(shown, "warn", f"at revision {', '.join(sorted(current))}, behind "
                          f"{', '.join(sorted(heads))}", "vchar db upgrade (vchar run also does it at start)")
 
     def check_queue(self) -> None:

@@ -34,8 +34,8 @@ import copy
 import hashlib
 import io
 import json
-import os
 import logging
+import os
 import re
 import struct
 import tempfile
@@ -67,6 +67,7 @@ __all__ = [
     "TOP_KEY",
     "VCHAR_EXTENSION",
     "CardFile",
+    "asset_file_name",
     "card_charx_bytes",
     "card_from_bytes",
     "card_from_dict",
@@ -122,6 +123,7 @@ _PERSONA_ONLY = ("id", "style", "identity", "language")
 _NULLABLE = tuple(_STRING_FIELDS) + ("alternate_greetings", "tags", "extensions", "character_book")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
 _CARD_CHUNK_KEYS = ("ccv3", "chara")  # preference order
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
@@ -522,14 +524,14 @@ def _png_assets(data: bytes, persona: Persona, source: str | Path) -> dict[str, 
         blob = _decode_base64_bytes(hit[1], source, hit[0])
         total += len(blob)
         if total > MAX_ASSET_BYTES or len(out) >= MAX_ASSETS:
-            raise PersonaError(source, f"embedded assets exceed {MAX_ASSETS} files or {MAX_ASSET_BYTES // (1024 * 1024)} MB", hit[0])
+            bound = f"{MAX_ASSETS} files or {MAX_ASSET_BYTES // (1024 * 1024)} MB"
+            raise PersonaError(source, f"embedded assets exceed {bound}", hit[0])
         out[wanted[hit[0]]] = blob
     return out
 
 
 # -- CHARX (zip) ----------------------------------------------------------------------
 
-_ZIP_SIGNATURE = b"PK\x03\x04"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -767,12 +769,18 @@ def _asset_bytes(persona: Persona) -> dict[str, bytes]:
     return out
 
 
-_SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-def _safe_part(text: Any, fallback: str, limit: int = 40) -> str:
-    part = _SAFE_PART.sub("-", text if isinstance(text, str) else "").strip(".-")[:limit]
+def _name_part(text: Any, fallback: str, limit: int) -> str:
+    part = _UNSAFE_NAME.sub("-", text if isinstance(text, str) else "").strip("-")[:limit]
     return part or fallback
+
+
+def asset_file_name(index: int, asset: dict[str, Any]) -> str:
+    """A safe file name for the card's ``index``-th asset: ``"3-happy.png"`` (letters,
+    digits, ``-`` and ``_`` only, whatever the card's ``name`` and ``ext`` say)."""
+    return f"{index}-{_name_part(asset.get('name'), 'asset', 40)}.{_name_part(asset.get('ext'), 'bin', 10).lower()}"
 
 
 def card_png_bytes(persona: Persona, image: bytes | str | Path | Any | None = None) -> bytes:
@@ -847,8 +855,7 @@ def card_charx_bytes(persona: Persona) -> bytes:
         except PersonaError:
             member = ""
         if not member or member == "card.json" or member in members:
-            kind = _safe_part(asset.get("type"), "other")
-            member = f"assets/{kind}/{i}-{_safe_part(asset.get('name'), 'asset')}.{_safe_part(asset.get('ext'), 'bin', 10)}"
+            member = f"assets/{_name_part(asset.get('type'), 'other', 40)}/{asset_file_name(i, asset)}"
             uris[uri] = CHARX_SCHEME + member
         else:
             uris[uri] = uri

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,14 @@ from persona.card import (
     slugify,
     strip_local_identity,
 )
-from persona.cards import CARD_SUFFIXES, CardFile, embedded_assets, is_placeholder_png, read_card_file
+from persona.cards import (
+    CARD_SUFFIXES,
+    CardFile,
+    asset_file_name,
+    embedded_assets,
+    is_placeholder_png,
+    read_card_file,
+)
 
 __all__ = [
     "DEFAULT_PERSONA",
@@ -148,10 +154,10 @@ def install_persona(source: Path, folder: Path, *, overwrite: bool = False) -> t
         saved = _save_assets(card, persona, asset_dir, source)
         persona = persona.model_copy(update={"card_assets": saved})
         for _, asset in embedded_assets(persona):
-            path = saved.get(asset["uri"])
-            if asset.get("type") == "icon" and path and Path(path).suffix[1:].lower() in _IMAGE_EXTS:
-                if path not in portraits and not is_placeholder_png(Path(path).read_bytes()):
-                    portraits.append(path)
+            uri = asset["uri"]
+            if asset.get("type") == "icon" and uri in saved and Path(saved[uri]).suffix[1:] in _IMAGE_EXTS:
+                if saved[uri] not in portraits and not is_placeholder_png(card.assets[uri]):
+                    portraits.append(saved[uri])
     if portraits:
         ident = persona.identity
         persona = persona.model_copy(update={"identity": ident.model_copy(update={"portraits": portraits})})
@@ -177,16 +183,10 @@ def _save_assets(card: CardFile, persona: Persona, asset_dir: Path, source: Path
         uri = asset["uri"]
         if uri in saved or uri not in card.assets:
             continue
-        name = f"{i}-{_safe_name(asset.get('name'), 'asset', 40)}.{_safe_name(asset.get('ext'), 'bin', 10).lower()}"
-        path = _inside(asset_dir, name, source)
+        path = _inside(asset_dir, asset_file_name(i, asset), source)
         path.write_bytes(card.assets[uri])
         saved[uri] = str(path)
     return saved
-
-
-def _safe_name(text: object, fallback: str, limit: int) -> str:
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text if isinstance(text, str) else "").strip("-")[:limit]
-    return name or fallback
 
 
 def strip_foreign_settings(persona: Persona) -> Persona:

@@ -20,7 +20,7 @@ What it does with a message, in order:
   itself) and the greetings' lines. Lore is spoken as the character's own knowledge: one
   sentence that answers, macros rendered and meta-formatting stripped, turned to the
   first person where it is about the character ("Mira's telescope is ..." becomes "My
-  telescope is ...") and framed as speech ("Lanternport? It's a rainy harbour city...").
+  telescope is ...") and framed as speech ("Lanternport? That's a rainy harbour city...").
   Entries and greetings written as exchanges (``{{user}}: ...`` / ``{{char}}: ...``) are
   read as dialogue, so only the character's own turn is ever said.
 * When nothing fits: small talk gets a small-talk answer (how are you, thanks, bye, who
@@ -29,10 +29,13 @@ What it does with a message, in order:
   answered with a short listening line.
 
 Stock lines exist in English and German and take the card's register: its roleplay
-*actions* (when the card uses them), its quoting of speech, lower-case texting. A card
-in another language is answered with its own lines only. No reply is repeated word for
-word within the last several replies. The same message in the same context gives the
-same reply: choices are seeded by the message and the recent replies.
+*actions* (when the card uses them), its quoting of speech, lower-case texting. A
+character that does not talk (a cat whose lines are actions and "mrrp.") answers with
+actions and sounds. A card in another language is answered with its own lines only.
+No reply is repeated word for word within the last ``RECENT_REPLIES`` replies; when the
+line that fits was said lately, it says it has nothing more on that. The same message
+in the same context gives the same reply: choices are seeded by the message and the
+recent replies. The name the person gave in the chat is used over a platform handle.
 
 Cost per turn: one embedding (the message); the card's lines are embedded once and
 cached by content.
@@ -57,7 +60,7 @@ RECENT_REPLIES = 8  # a reply is not repeated word for word within this many of 
 
 # How close (cosine) a card line must be to the message to be said, by kind of line.
 _FIT = {"example": 0.5, "question": 0.58, "lore": 0.4, "self": 0.38, "greeting": 0.5}
-_FEELING_FIT = 0.3  # an example of the same mood is enough when this close
+_FEELING_FIT = 0.4  # an example of the same mood is enough when this close
 _SAID_IT_ALL_FIT = 0.1  # a line fitting this well was said lately: say so instead of repeating it
 
 # -- text helpers ---------------------------------------------------------------------
@@ -181,9 +184,9 @@ STOCK_LINES: dict[str, dict[str, tuple[str, ...]]] = {
         "care_happy_topic": ("That's wonderful! Tell me everything about {topic}.",),
         "care_fine": ("Glad to hear it{_user}! What have you been up to?", "Good! So what's new?"),
         "support": (
-            "That sounds awful{_user}. I'm glad you told me.",
-            "Ugh, I'm sorry. Of course that got to you.",
-            "Anyone would feel that way. I'm listening.",
+            "Thank you for telling me{_user}. I'm here.",
+            "That's a lot. Of course it got to you.",
+            "I'm listening. Take all the time you need.",
         ),
         "deflect_self": (
             "Hm, I've never really thought about that. What about you{_user}?",
@@ -208,6 +211,13 @@ STOCK_LINES: dict[str, dict[str, tuple[str, ...]]] = {
             "Go on, I'm all ears.",
             "I'm not sure what to make of that. What do you mean?",
         ),
+        "affection": (
+            "Aww, stop it{_user}. You're making me blush.",
+            "That's really sweet of you to say.",
+            "Aww. You're pretty great yourself, you know.",
+        ),
+        "hurt": ("Ouch. Did I say something wrong?", "Hey, that stung a little. What's going on?"),
+        "huh": ("Sorry, I think I lost the thread. What do you mean?", "Hm? Which part?"),
         "ack": (
             "Haha. So what's new with you{_user}?",
             "Mhm. What are you up to today?",
@@ -251,7 +261,7 @@ STOCK_LINES: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "care_fine": ("Schön zu hören{_user}! Was hast du so gemacht?", "Gut! Und, was gibt's Neues?"),
         "support": (
-            "Das klingt furchtbar{_user}. Gut, dass du es mir erzählst.",
+            "Danke, dass du mir das erzählst{_user}. Ich bin da.",
             "Oh je, das tut mir leid. Klar, dass dich das mitnimmt.",
         ),
         "deflect_self": (
@@ -275,6 +285,9 @@ STOCK_LINES: dict[str, dict[str, tuple[str, ...]]] = {
             "Ich höre zu. Was beschäftigt dich?",
             "Erzähl ruhig weiter, ich bin ganz Ohr.",
         ),
+        "affection": ("Ach, hör auf{_user}, ich werde ja ganz rot.", "Das ist wirklich lieb von dir."),
+        "hurt": ("Autsch. Hab ich was Falsches gesagt?",),
+        "huh": ("Entschuldige, ich komme gerade nicht mit. Wie meinst du das?", "Hm? Welchen Teil meinst du?"),
         "ack": (
             "Haha. Und, was gibt's Neues{_user}?",
             "Mhm. Was hast du heute noch vor?",
@@ -297,7 +310,7 @@ _MOVE_MOOD = {
     "care_sad": "care", "care_sad_topic": "care", "care_worry": "care", "care_worry_topic": "care",
     "support": "care", "care_happy": "happy", "care_happy_topic": "happy", "care_fine": "happy",
     "deflect_self": "think", "deflect_world": "think", "said_it_all": "think", "listen": "curious",
-    "reflect": "curious", "tell": "greet", "ack": "curious",
+    "reflect": "curious", "tell": "greet", "ack": "curious", "affection": "happy", "hurt": "care", "huh": "think",
 }
 _MOOD_ANCHORS = {
     "greet": "waves hello and smiles warmly",
@@ -375,6 +388,18 @@ _ACK = re.compile(
     r"alright|fine|true|same|wow|oh|ah|ja|nein|genau|stimmt|achso|aha)\W*$",
     re.I,
 )
+_AFFECTION = re.compile(
+    r"\bi (?:really |just )?(?:love|like|adore) (?:you|u|talking to you|you so much)\b|"
+    r"\byou(?:'re| are|r) (?:so |really |very |the )?(?:sweet|cute|nice|kind|lovely|amazing|awesome|best|great|funny|wonderful)\b|"
+    r"\bich (?:hab|habe) dich (?:so )?(?:lieb|gern)\b|\bdu bist (?:so |echt |wirklich )?(?:süß|lieb|toll|nett)\b",
+    re.I,
+)
+_HURT = re.compile(
+    r"\byou(?:'re| are|r) (?:so |really |very )?(?:mean|rude|stupid|dumb|useless|annoying|boring|weird|creepy)\b|"
+    r"\b(?:shut up|i hate you)\b|\bdu bist (?:so |echt )?(?:doof|blöd|gemein|nervig)\b",
+    re.I,
+)
+_HUH = re.compile(r"^\W*(what|huh|wait what|sorry|pardon|eh|hä|was|wie bitte)\W*$", re.I)
 _THANKS = re.compile(r"^\W*(thanks|thank you|thx|ty|cheers|danke|vielen dank|merci|gracias)\b", re.I)
 _BYE = re.compile(
     r"\b(bye|goodbye|farewell|good night|gn|see (you|ya)|talk (to you )?later|gotta (go|run)|take care|ttyl|cya|adieu|"
@@ -443,6 +468,7 @@ _MOOD_WORDS = [  # a short answer to "how are you?" needs no "I'm"
     (re.compile(rf"\b(?:{_HAPPY})\b", re.I), "happy"),
     (re.compile(rf"\b(?:{_FINE})\b", re.I), "fine"),
 ]
+_HAPPY_WORD = re.compile(rf"\b(?:{_HAPPY}|love|like|enjoy)\b", re.I)
 _TOPIC = re.compile(
     r"\b(?:about|over|because of|for)\s+((?:my|the|this|that|our|his|her|their)\s+[\w' -]{2,40}?)(?=\s*(?:[.!?,;]|$|\band\b|\bbut\b|\bbecause\b))",
     re.I,
@@ -457,7 +483,8 @@ _SWAP = {
 
 def swap_person(text: str) -> str:
     """First person to second and back: "my exam" -> "your exam", "talking to you" -> "talking to me"."""
-    return re.sub(r"[\w’']+", lambda m: _SWAP.get(m.group(0).lower(), m.group(0)), text)
+    out = re.sub(r"[\w’']+", lambda m: _SWAP.get(m.group(0).lower(), m.group(0)), text)
+    return re.sub(r"\byou was\b", "you were", out)
 
 
 def feeling(text: str, asked_how: bool = False) -> str | None:
@@ -514,7 +541,7 @@ def question(text: str) -> bool:
 
 
 # Statements reflected back when the card has nothing that fits.
-_ACTIVITY = "went|was|did|saw|watched|played|read|visited|tried|met|spent|took|ate|drank|ran|had|finished|started|learned|learnt|walked|worked|studied"
+_ACTIVITY = "went|was|did|saw|watched|played|read|visited|tried|met|spent|took|ate|drank|ran|finished|started|learned|learnt|walked|worked|studied"
 _ACQUIRE = "got|bought|found|made|won|built|wrote|baked|cooked|painted|drew|adopted"
 _REFLECT: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"\bi\s+(?:really\s+|just\s+|totally\s+|kind of\s+|kinda\s+)?(?P<v>love|like|adore|enjoy)\s+(?P<x>.+)", re.I),
@@ -531,6 +558,10 @@ _REFLECT: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
      ("You {v} {x}? How was it?", "Oh, you {v} {x}! How did it go?")),
     (re.compile(r"\bmy\s+(?P<n>[\w']+(?:\s+[\w']+)?)\s+(?P<v>is|are|was|were|has|have|just|keeps|\w+ed)\s+(?P<x>.+)", re.I),
      ("Your {n} {v} {x}? Tell me more.", "Wait, your {n} {v} {x}? What happened?")),
+    (re.compile(r"\bi(?:'m|’m| am) (?:originally )?from\s+(?P<x>.+)", re.I),
+     ("{X}? What's it like there?", "Oh, {x}! Do you miss it?")),
+    (re.compile(r"\bi (?:live|stay) in\s+(?P<x>.+)", re.I),
+     ("{X}? What's it like living there?", "Oh, you live in {x}? Tell me about it.")),
     (re.compile(r"\bi\s+(?:think|believe|guess|feel like)\s+(?P<x>.+)", re.I),
      ("Why do you think {x}?", "What makes you say that?")),
 ]
@@ -551,7 +582,7 @@ def reflect(text: str) -> tuple[str, ...]:
         if not m:
             continue
         x = _phrase(m.group("x"))
-        if not x or len(x) < 2:
+        if not x or len(x) < 2 or x.lower() in ("me", "you", "it", "that", "this", "them"):
             continue
         groups = m.groupdict()
         verb = (groups.get("v") or "").lower()
@@ -578,7 +609,7 @@ class CardLine:
 
 
 def _speaker_pattern(char: str, user: str) -> re.Pattern[str]:
-    names = {char, char.split()[0] if char.split() else char, user, "user", "you", "{{char}}", "{{user}}", "<bot>", "<user>"}
+    names = name_forms(char) | {user, "user", "you", "{{char}}", "{{user}}", "<bot>", "<user>"}
     alt = "|".join(re.escape(n) for n in sorted((n for n in names if n), key=len, reverse=True))
     return re.compile(rf"^\s*(?:\*\*)?(?P<who>{alt}|\{{\{{\s*(?:char|user)\s*\}}\}})(?:\*\*)?\s*:\s?(?P<said>.*)$", re.I)
 
@@ -587,7 +618,7 @@ def dialogue_lines(text: str, char: str, user: str) -> list[tuple[str | None, st
     """An exchange written as ``{{user}}: ...`` / ``{{char}}: ...``: the character's turns,
     each with what was said to it (None when it speaks first). None when ``text`` is not one."""
     speaker = _speaker_pattern(char, user)
-    char_tags = {char.lower(), (char.split()[0] if char.split() else char).lower(), "<bot>"}
+    char_tags = {n.lower() for n in name_forms(char)} | {"<bot>"}
     turns: list[list[str]] = []  # [who, text]
     tagged = False
     for line in _START_MARK.sub("\n", text).splitlines():
@@ -708,7 +739,7 @@ def first_person(sentence: str, char: str, pronoun_is_char: bool = False) -> tup
     s = re.sub(rf"\b(?:{alt})(?:'s|’s)(?=\s)", "my", sentence)
 
     def name(m: re.Match[str]) -> str:
-        before = s[: m.start()]
+        before = m.string[: m.start()]
         if _SUBJECT_BEFORE.search(before):
             return "I " + m.group(1) + _conjugate_first(m.group(2))
         return "me " + m.group(1) + m.group(2)
@@ -786,6 +817,10 @@ class _Embedded:
     def __init__(self, lines: Sequence[CardLine], matrix: np.ndarray):
         self.lines = tuple(lines)
         self.matrix = matrix
+
+    def authored_only(self) -> _Embedded:
+        keep = [i for i, ln in enumerate(self.lines) if ln.authored]
+        return self if len(keep) == len(self.lines) else _Embedded([self.lines[i] for i in keep], self.matrix[keep])
 
 
 _ACTED = re.compile(r'^\*(?P<action>[^*\n]+)\*\s*"(?P<said>[^"]*)"$')
@@ -873,7 +908,7 @@ class LiteTextGenerator:
                     lines.append(CardLine(said, prompt or _speech(said) or said, "example" if prompt else "lore", feeling(prompt or "")))
             else:
                 previous_about_char = False
-                for i, sentence in enumerate(prose_sentences(_render(entry, char, user))):
+                for sentence in prose_sentences(_render(entry, char, user)):
                     said = spoken_lore(sentence, char, language, int(hashlib.sha256(sentence.encode()).digest()[0]),
                                        pronoun_is_char=previous_about_char)
                     previous_about_char = any(sentence.startswith(n) for n in name_forms(char))
@@ -976,7 +1011,7 @@ class _Turn:
         self.recent = [_norm(r) for r in replies[-RECENT_REPLIES:]]
         self.last_reply = replies[-1] if replies else ""
         users = [m.content for m in request.messages if m.role == "user"]
-        self.previous_user = users[-2] if len(users) >= 2 else ""
+        self.earlier_users = users[:-1]
         self.user = speakable_name(request.user_name)
         for earlier in reversed(users[:-1]):  # a name given earlier in this chat is the one to use
             intro = introduced_name(earlier, self.char)
@@ -1065,8 +1100,9 @@ class _Turn:
     def personal(self, text: str, name: str | None) -> str:
         """A card line with the name the person gave where another one was rendered."""
         name = name or self.user
-        if name and self.request.user_name and self.request.user_name != name:
-            text = re.sub(rf"\b{re.escape(self.request.user_name)}\b", name, text)
+        rendered = speakable_name(self.request.user_name)  # "friend" stands in for no name: left alone
+        if name and rendered and rendered != name:
+            text = re.sub(rf"\b{re.escape(rendered)}\b", name, text)
         return text
 
     def card_candidates(self, text: str, vector: np.ndarray) -> list[tuple[float, CardLine]]:
@@ -1076,8 +1112,9 @@ class _Turn:
         req, gen = self.request, self.gen
         blocks = [gen._example_lines(req.examples)]
         blocks += [gen._lore_lines(e, self.char, req.user_name, self.voice.language) for e in req.lore if e.strip()]
-        to_char = bool(_TO_CHAR.search(text))
-        if self.description.strip() and to_char:
+        if self.voice.nonverbal:  # it does not talk: only what the card itself has it do
+            blocks = [b.authored_only() for b in blocks]
+        elif self.description.strip() and _TO_CHAR.search(text):
             blocks.append(gen._self_lines(self.description, self.char, req.user_name, self.voice.language))
         if self.recent:
             blocks.append(gen._greeting_lines(req.greetings, self.char, req.user_name))
@@ -1105,7 +1142,6 @@ class _Turn:
     # -- the moves ------------------------------------------------------------------------
 
     def reply(self) -> str:
-        req = self.request
         if not self.said:
             return self.opening() or self.stock("hello_again") or self.own_line()
 
@@ -1142,6 +1178,12 @@ class _Turn:
             said = self.personal(line.say, name)
             return said if line.authored else self.in_register(said, "tell")
 
+        if _HUH.match(text):
+            return self.stock("huh") or self.own_line(candidates)
+        if _AFFECTION.search(text):
+            return self.stock("affection") or self.own_line(candidates)
+        if _HURT.search(text):
+            return self.stock("hurt") or self.own_line(candidates)
         if _HOW_ARE_YOU.search(text):
             return self.stock("how_are_you") or self.own_line(candidates)
         if _THANKS.match(text):
@@ -1159,7 +1201,9 @@ class _Turn:
         if question(text):
             move = "deflect_self" if _TO_CHAR.search(text) else "deflect_world"
             return self.stock(move) or self.own_line(candidates)
-        if self.stock_lines is not None and feeling(self.previous_user) in ("sad", "worry"):
+        if (self.stock_lines is not None and any(feeling(u) in ("sad", "worry") for u in self.earlier_users[-2:])
+                and len(_WORD.findall(text)) >= 4 and not _HAPPY_WORD.search(text)):
+            # more about what upset them
             return self.stock("support")
         if _ACK.match(text):
             return self.stock("ack") or self.own_line(candidates)
@@ -1171,7 +1215,7 @@ class _Turn:
 
     def introduce_myself(self) -> str | None:
         """ "Who are you?": the first thing the description says about the character."""
-        if not self.description.strip() or self.voice.language != "en":
+        if not self.description.strip() or self.voice.language != "en" or self.voice.nonverbal:
             return None
         block = self.gen._self_lines(self.description, self.char, self.request.user_name, "en")
         for line in block.lines:
@@ -1211,7 +1255,8 @@ class _Turn:
             vecs = self.gen.embedder.embed([self.said, *yours])
             sims = vecs[1:] @ vecs[0]
             order = np.argsort(-sims)
-            if sims[order[0]] >= 0.15:
+            explicit = re.search(r"\b(remember|recall|told you|what('s| is) my|who am i)\b", self.said, re.I)
+            if sims[order[0]] >= (0.15 if explicit else 0.35):
                 picked = [yours[order[0]]] + [yours[i] for i in order[1:2] if sims[i] >= 0.3]
                 remembered = " And ".join(picked)
                 return self.stock("remember", facts=remembered) or f"{remembered}"
@@ -1250,4 +1295,4 @@ class _Turn:
                 return line
         if pool:
             return min(pool, key=self.last_use)
-        return f"{self.char}."
+        return "…"  # a card with no lines at all, in a language without stock lines

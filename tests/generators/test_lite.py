@@ -39,6 +39,16 @@ def stock(move, lang="en", user=""):
             for t in STOCK_LINES[lang][move]]
 
 
+def english_stock(reply):
+    """Whether a reply carries one of the English stock lines (its longest fixed part)."""
+    for lines in STOCK_LINES["en"].values():
+        for t in lines:
+            fixed = max(re.split(r"\{[^}]*\}", t), key=len).strip()
+            if len(fixed) >= 8 and fixed in reply:
+                return True
+    return False
+
+
 async def chat(lite, said_lines, **kw):
     """A conversation: each reply goes back into the history of the next request."""
     history, replies = [], []
@@ -80,8 +90,8 @@ async def test_answers_questions_about_the_person_from_memories(embedder):
     lite = LiteTextGenerator(embedder)
     out = await lite.generate(req("do you remember what food I love?", facts=["Zoe loves pierogi.", "Zoe lives in Oslo."]))
     assert "you love pierogi" in out
-    assert "haven't told me" in await lite.generate(req("do you remember my birthday?")) or \
-        "told me that yet" in await lite.generate(req("do you remember my birthday?"))
+    untold = await lite.generate(req("do you remember my birthday?"))
+    assert untold in stock("not_told", user="Zoe")  # honest, not a random line
 
 
 async def test_uses_triggered_lore_when_no_example_fits(embedder):
@@ -184,8 +194,7 @@ async def test_a_german_card_is_answered_in_german(embedder):
     kw = dict(examples=GERMAN, greetings=["Ach, da bist du ja! Komm rein, der Kuchen ist fertig."], char="Oma Hilde")
     assert detect_language([e.response for e in GERMAN]) == "de"
     replies = await chat(lite, ["Hallo!", "Was ist die Hauptstadt von Peru?", "Ich bin so traurig heute.", "ok", "Danke!"], **kw)
-    english = [t for lines in STOCK_LINES["en"].values() for t in lines]
-    assert not any(r in stock_ for r in replies for stock_ in english)
+    assert not any(english_stock(r) for r in replies), replies
     assert replies[1] in stock("deflect_world", "de", "Zoe")
     assert replies[2] == GERMAN[2].response  # the card's own line for that mood
 
@@ -206,8 +215,7 @@ async def test_a_card_that_does_not_talk_answers_in_actions(embedder):
     replies = await chat(LiteTextGenerator(embedder), ["I'm Zoe", "what's 2+2?", "I had a terrible day", "ok"], user="friend", **kw)
     assert "Zoe" in replies[0]
     assert all(r.startswith("*") for r in replies)
-    english = [t for lines in STOCK_LINES["en"].values() for t in lines]
-    assert not any(max(re.split(r"\{[^}]*\}", t), key=len).strip() in r for r in replies for t in english)
+    assert not any(english_stock(r) for r in replies), replies
 
 
 def test_first_person_lore():

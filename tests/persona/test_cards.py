@@ -615,3 +615,107 @@ def test_oversized_and_missing_files_are_refused(tmp_path):
     assert info.value.source == str(big)
     with pytest.raises(PersonaError, match="cannot read file"):
         import_card(tmp_path / "nope.png")
+
+
+# -- every field survives import, install and export -------------------------------------
+
+NULL_CARD = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {
+        "name": "Nully",
+        "description": "",
+        "personality": None,
+        "scenario": "",
+        "first_mes": "Hi.",
+        "mes_example": None,
+        "creator_notes": "",
+        "system_prompt": None,
+        "post_history_instructions": "",
+        "alternate_greetings": None,
+        "tags": None,
+        "creator": None,
+        "character_version": "",
+        "extensions": None,
+        "character_book": None,
+    },
+}
+
+EMPTY_LIST_BOOK_CARD = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {
+        **{k: "" for k in ("description", "personality", "scenario", "mes_example", "creator_notes",
+                           "system_prompt", "post_history_instructions", "creator", "character_version")},
+        "name": "Booky",
+        "first_mes": "",
+        "alternate_greetings": [],
+        "tags": [],
+        "extensions": {},
+        "character_book": {
+            "name": None,
+            "description": None,
+            "scan_depth": None,
+            "token_budget": None,
+            "recursive_scanning": None,
+            "extensions": {},
+            "entries": [
+                {"keys": ["harbour"], "content": "The harbour never sleeps.", "extensions": {}, "enabled": True,
+                 "insertion_order": 0, "case_sensitive": None, "name": None, "priority": None, "id": None,
+                 "comment": None, "selective": None, "secondary_keys": [], "constant": None, "position": None},
+                {"keys": [], "content": "", "extensions": {}, "enabled": False, "insertion_order": 5,
+                 "secondary_keys": [], "comment": "", "name": ""},
+            ],
+        },
+    },
+}
+
+V1_NULL_CARD = {"name": "Old Tom", "description": "A tavern keeper.", "personality": None, "scenario": None,
+                "first_mes": "Welcome!", "mes_example": ""}
+
+
+def _install_and_reload(src: Path, folder: Path) -> Persona:
+    """Import as ``vchar persona import`` does, load as the service does, and take
+    what ``vchar persona export`` would write."""
+    from persona.registry import PersonaRegistry, install_persona, shareable
+
+    p, _ = install_persona(src, folder)
+    loaded = PersonaRegistry([folder]).get(p.id)
+    assert loaded == p
+    return shareable(loaded)
+
+
+@pytest.mark.parametrize("card,spec", [(V2_CARD, "v2"), (V3_CARD, "v3"), (NULL_CARD, "v2"), (EMPTY_LIST_BOOK_CARD, "v2"),
+                                       (EMPTY_LIST_BOOK_CARD, "v3")])
+@pytest.mark.parametrize("fmt", ["json", "png"])
+def test_installed_card_exports_every_field_unchanged(tmp_path, card, spec, fmt):
+    src = tmp_path / f"in.{fmt}"
+    if fmt == "json":
+        write_json(src, card)
+    else:
+        src.write_bytes(png_bytes({"ccv3" if spec == "v3" else "chara": b64(card)}))
+    p = _install_and_reload(src, tmp_path / "personas")
+    exported = card_to_dict(p, spec)["data"]
+    expected = copy.deepcopy(card["data"])
+    if spec == "v3" and card is not V3_CARD:  # what V3 requires and a V2 card lacks
+        expected["group_only_greetings"] = []
+        for entry in expected["character_book"]["entries"]:
+            entry["use_regex"] = False
+    assert exported == expected
+    out = export_card(p, tmp_path / "out.json", spec=spec)
+    assert json.loads(out.read_text())["data"] == expected
+
+
+def test_null_fields_come_back_null_until_the_persona_fills_them(tmp_path):
+    p = import_card(write_json(tmp_path / "n.json", NULL_CARD))
+    assert p.personality == "" and p.tags == [] and p.lorebook is None
+    assert card_to_dict(p)["data"] == NULL_CARD["data"]
+    edited = p.model_copy(update={"personality": "shy", "tags": ["new"]})
+    data = card_to_dict(edited)["data"]
+    assert data["personality"] == "shy" and data["tags"] == ["new"] and data["system_prompt"] is None
+
+
+def test_v1_card_nulls_survive(tmp_path):
+    p = _install_and_reload(write_json(tmp_path / "tom.json", V1_NULL_CARD), tmp_path / "personas")
+    data = card_to_dict(p)["data"]
+    assert {k: data[k] for k in V1_NULL_CARD} == V1_NULL_CARD
