@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -175,19 +176,11 @@ def doctor(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show log
 
     _setup_logging("DEBUG" if verbose else "CRITICAL")
     d = Doctor()
-    with err.status("checking...") if sys.stderr.isatty() else _nothing():
+    with err.status("checking...") if sys.stderr.isatty() else contextlib.nullcontext():
         checks = d.run()
     render(out, checks)
     if d.failed:
         raise typer.Exit(1)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -- personas ------------------------------------------------------------------------

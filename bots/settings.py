@@ -212,8 +212,8 @@ class ImageSettings(BaseSettings):
     def _size(cls, v: str) -> str:
         t = v.lower().replace("*", "x").replace(" ", "")
         parts = t.split("x", 1) if "x" in t else [t, t]
-        if not all(p.isdigit() and int(p) >= 64 for p in parts):
-            raise ValueError("write WIDTHxHEIGHT, for example 512x512 (64 pixels or more each)")
+        if not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError("write WIDTHxHEIGHT in pixels, for example 512x512")
         return v
 
     @field_validator("base_url")
