@@ -140,16 +140,16 @@ async def test_groups_answer_only_mentions_replies_and_commands(tg, store, embed
 
 async def test_long_reply_is_split_at_4096(tg, store, embedder, tmp_path):
     card = yaml.safe_load((Path(SAMPLES) / "mira.yaml").read_text())
-    card["id"] = "mira_long"
+    card["id"] = "mira-long"
     card["style"] = {"notes": card.get("style", {}).get("notes", [])}
     folder = tmp_path / "personas"
     folder.mkdir()
-    (folder / "mira_long.yaml").write_text(yaml.safe_dump(card))
+    (folder / "mira-long.yaml").write_text(yaml.safe_dump(card))
     registry = PersonaRegistry([SAMPLES, folder])
     paragraph = " ".join(f"The lantern number {i} at the night market glows a little brighter tonight." for i in range(45))
     long_text = "\n\n".join([paragraph] * 3)
     assert len(long_text) > 2 * MAX_MESSAGE
-    async with running(tg, store, embedder, registry=registry, text=ScriptedText([long_text]), persona="mira_long"):
+    async with running(tg, store, embedder, registry=registry, text=ScriptedText([long_text]), persona="mira-long"):
         tg.push_message(ZOE, "Zoe", "Tell me everything about the market.", user_id=ZOE)
         await tg.wait_for_sent(2, chat_id=ZOE)
         await asyncio.sleep(0.3)
