@@ -220,7 +220,7 @@ def persona_show(name: str = typer.Argument(..., help="Persona id or name.")) ->
 
 @persona_app.command("import")
 def persona_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A persona .yaml or a character card .json/.png."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A persona .yaml or a character card .json/.png/.charx."),
     force: bool = typer.Option(False, "--force", help="Replace a persona with the same id."),
 ) -> None:
     """Validate a persona file or Character Card (V1/V2/V3) and add it to the personas folder."""
@@ -238,8 +238,8 @@ def persona_import(
 @persona_app.command("export")
 def persona_export(
     name: str = typer.Argument(..., help="Persona id or name."),
-    output: Path = typer.Option(..., "-o", "--output", help="Target .json, .png (Character Card) or .yaml."),
-    spec: str = typer.Option("v2", "--spec", help="Card spec for .json/.png: v2 or v3."),
+    output: Path = typer.Option(..., "-o", "--output", help="Target .json, .png, .charx (Character Card) or .yaml."),
+    spec: str = typer.Option("v2", "--spec", help="Card spec for .json: v2 or v3 (.png carries both; .charx is v3)."),
 ) -> None:
     """Write a persona as a Character Card (JSON or PNG) or as a persona YAML file."""
     from bots.service import registry_for
@@ -254,8 +254,8 @@ def persona_export(
     suffix = output.suffix.lower()
     if spec not in ("v2", "v3"):
         _fail(f"--spec {spec}: use v2 or v3")
-    if suffix not in (".yaml", ".yml", ".json", ".png"):
-        _fail(f"{output}: use a .json, .png (Character Card) or .yaml (persona file) name")
+    if suffix not in (".yaml", ".yml", ".json", ".png", ".charx"):
+        _fail(f"{output}: use a .json, .png, .charx (Character Card) or .yaml (persona file) name")
     folder = output.parent
     if not folder.is_dir():
         _fail(f"{output}: the folder {folder} does not exist (create it first, or write somewhere else)")
@@ -409,7 +409,8 @@ def memory_forget(
         out.print(f"{p.name} never met {platform}:{uid}; nothing to delete.", markup=False, highlight=False)
     else:
         out.print(
-            f"deleted {counts['messages']} messages, {counts['replies']} replies and {counts['memories']} memories "
+            f"deleted {counts['messages']} messages, {counts['replies']} replies, {counts['memories']} memories "
+            f"and {counts['media']} media files "
             f"of {platform}:{uid} with {p.name}", markup=False, highlight=False,
         )
 

@@ -101,9 +101,10 @@ class Relationship(Base):
     facts: Mapped[list[Any]] = mapped_column(JSON, default=list)
     consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Bumped on every change to this person's memories, so in-process recall
-    # caches (one per worker) know when to reload.
-    memory_version: Mapped[int] = mapped_column(Integer, default=0)
+    # 0 until the first memory, then microseconds since the epoch, bumped on every
+    # change to this person's memories, so in-process recall caches (one per worker)
+    # know when to reload; never repeats across a /forget (db.store.new_memory_version).
+    memory_version: Mapped[int] = mapped_column(BigInteger, default=0)
     turns_since_memory: Mapped[int] = mapped_column(Integer, default=0)
 
 

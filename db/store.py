@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import time
+
 import numpy as np
+from cachetools import LRUCache
 from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy import Connection, Engine
@@ -25,6 +29,18 @@ from db.engine import create_engine, create_thread_engine
 from db.models import Conversation, MediaAsset, Memory, Message, Persona, PlatformUser, Relationship, utcnow
 
 log = logging.getLogger(__name__)
+
+ID_CACHE_SIZE = 50_000
+# Memories kept per person and persona; past this the least important (then oldest) go.
+MAX_MEMORIES_PER_PERSON = 500
+
+
+def new_memory_version() -> int:
+    """A memory version no earlier relationship can have had: microseconds since the
+    epoch. A relationship's first memory takes one; later ones count up from it by one a
+    write, which is always slower than a microsecond, so a person forgotten and met again
+    never gets back a version that a worker's recall cache still holds."""
+    return time.time_ns() // 1000
 
 P, U, R, C, M, MEM, MA = (
     t.__table__ for t in (Persona, PlatformUser, Relationship, Conversation, Message, Memory, MediaAsset)
@@ -95,8 +111,10 @@ class Store:
         # One writer at a time in this process: waiting on an asyncio lock is cheaper
         # than SQLite's sleep-and-retry on a busy database.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._users: dict[tuple[str, str], int] = {}
-        self._convs: dict[tuple[int, str, str], int] = {}
+        # Bounded caches of ids that never change once written (a forgotten person's row
+        # may go: see store_incoming's retry).
+        self._users: LRUCache = LRUCache(maxsize=ID_CACHE_SIZE)
+        self._convs: LRUCache = LRUCache(maxsize=ID_CACHE_SIZE)
         self._personas: dict[str, int] = {}
 
     @classmethod
@@ -293,7 +311,14 @@ class Store:
             rel = self._touch_relationship(conn, persona_id, uid, now, counted, memory_every)
             return uid, cid, mid, state, counted, rel
 
-        uid, cid, mid, state, counted, rel = await self._write_sync(tx)
+        try:
+            uid, cid, mid, state, counted, rel = await self._write_sync(tx)
+        except IntegrityError:
+            # Another process forgot this person (their row is gone) after this one cached
+            # the id: look it up afresh, once.
+            self._users.pop((platform, user_id), None)
+            self._convs.pop((persona_id, platform, chat_id), None)
+            uid, cid, mid, state, counted, rel = await self._write_sync(tx)
         # Cache only committed ids: a concurrent turn must never reference a row another
         # transaction may still roll back (a foreign-key error on PostgreSQL).
         self._users[(platform, user_id)] = uid
@@ -475,10 +500,20 @@ class Store:
         def tx(conn: Connection) -> tuple[list[int], int | None]:
             result = conn.execute(MEM.insert().returning(MEM.c.id, sort_by_parameter_order=True), rows)
             ids = [r[0] for r in result.all()]
+            # Over the cap: the least important, then oldest, memories make room.
+            keep = (
+                select(MEM.c.id).where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid)
+                .order_by(MEM.c.importance.desc(), MEM.c.id.desc()).limit(MAX_MEMORIES_PER_PERSON)
+            )
+            dropped = conn.execute(
+                delete(MEM).where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid, MEM.c.id.not_in(keep.scalar_subquery()))
+            ).rowcount or 0
+            # +2 when rows went: a recall cache must reload rather than append
+            step = 2 if dropped else 1
             version = (
                 conn.execute(
                     update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
-                    .values(memory_version=R.c.memory_version + 1)
+                    .values(memory_version=case((R.c.memory_version == 0, new_memory_version()), else_=R.c.memory_version + step))
                     .returning(R.c.memory_version)
                 )
             ).scalar()
@@ -527,30 +562,65 @@ class Store:
             ).all()
         return [MemoryRow(*r) for r in rows]
 
-    async def forget_user(self, persona_id: int, uid: int) -> dict[str, int]:
+    async def forget_user(self, persona_id: int, uid: int) -> dict[str, Any]:
         """Delete everything this persona holds about one person: their messages, the
-        character's replies to them, their memories, and the relationship itself."""
-        async with self.write() as conn:
+        character's replies to them, the media made for those replies (their rows; the
+        files come back in ``"files"`` for the caller to delete, those no other record
+        uses), their memories, the relationship itself, and their platform user row when
+        no other persona knows them."""
+        def tx(conn: Connection) -> dict[str, Any]:
             conv_ids = select(C.c.id).where(C.c.persona_id == persona_id).scalar_subquery()
             theirs = select(M.c.id, M.c.conversation_id).where(M.c.conversation_id.in_(conv_ids), M.c.user_id == uid)
-            rows = (await conn.execute(theirs)).all()
+            rows = conn.execute(theirs).all()
             their_ids = [r[0] for r in rows]
             their_convs = sorted({r[1] for r in rows})
             replies = 0
-            if their_ids:
-                for i in range(0, len(their_ids), 500):
-                    chunk = their_ids[i : i + 500]
-                    replies += (
-                        await conn.execute(delete(M).where(M.c.role == "assistant", M.c.reply_to_id.in_(chunk)))
-                    ).rowcount or 0
-                    await conn.execute(delete(M).where(M.c.id.in_(chunk)))
+            asset_ids: set[int] = set()
+            for i in range(0, len(their_ids), 500):
+                chunk = their_ids[i : i + 500]
+                reply_rows = conn.execute(
+                    select(M.c.id, M.c.media).where(M.c.role == "assistant", M.c.reply_to_id.in_(chunk))
+                ).all()
+                for _, media in reply_rows:
+                    asset_ids.update(_asset_ids(media))
+                replies += conn.execute(delete(M).where(M.c.id.in_([r[0] for r in reply_rows]))).rowcount or 0
+                conn.execute(delete(M).where(M.c.id.in_(chunk)))
             # A private chat with no one's messages left goes entirely (greetings too).
             empty_private = select(C.c.id).where(
                 C.c.id.in_(their_convs),
                 C.c.kind == "private",
                 ~select(M.c.id).where(M.c.conversation_id == C.c.id, M.c.role == "user").exists(),
             )
-            await conn.execute(delete(M).where(M.c.conversation_id.in_(empty_private)))
-            mems = (await conn.execute(delete(MEM).where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid))).rowcount
-            await conn.execute(delete(R).where(R.c.persona_id == persona_id, R.c.user_id == uid))
-        return {"messages": len(their_ids), "replies": replies, "memories": mems or 0}
+            conn.execute(delete(M).where(M.c.conversation_id.in_(empty_private)))
+            files: list[str] = []
+            if asset_ids:
+                assets = conn.execute(select(MA.c.id, MA.c.path).where(MA.c.id.in_(sorted(asset_ids)))).all()
+                conn.execute(delete(MA).where(MA.c.id.in_([a[0] for a in assets])))
+                for _, path in assets:
+                    # content-addressed files may be shared: keep one another record still names
+                    if conn.execute(select(MA.c.id).where(MA.c.path == path).limit(1)).first() is None:
+                        files.append(path)
+            mems = conn.execute(delete(MEM).where(MEM.c.persona_id == persona_id, MEM.c.user_id == uid)).rowcount
+            conn.execute(delete(R).where(R.c.persona_id == persona_id, R.c.user_id == uid))
+            user_gone = False
+            if conn.execute(select(R.c.id).where(R.c.user_id == uid).limit(1)).first() is None:
+                # messages elsewhere (another persona's group chat) keep their text, not the person
+                conn.execute(update(M).where(M.c.user_id == uid).values(user_id=None))
+                user_gone = (conn.execute(delete(U).where(U.c.id == uid)).rowcount or 0) > 0
+            return {"messages": len(their_ids), "replies": replies, "memories": mems or 0,
+                    "media": len(asset_ids), "files": files, "user_removed": user_gone}
+
+        counts = await self._write_sync(tx)
+        if counts["user_removed"]:
+            for key in [k for k, v in self._users.items() if v == uid]:
+                self._users.pop(key, None)
+        return counts
+
+
+def _asset_ids(media: Any) -> list[int]:
+    """The media asset ids a message's ``media`` list points at."""
+    out = []
+    for item in media or []:
+        if isinstance(item, dict) and isinstance(item.get("asset_id"), int):
+            out.append(item["asset_id"])
+    return out

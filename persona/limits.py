@@ -7,6 +7,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from cachetools import TTLCache
+
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
@@ -38,21 +40,33 @@ class RateLimiter:
     or "silent" (refused again: say nothing more, so a flood is not answered with a flood).
     """
 
-    def __init__(self, rate: Rate, clock=time.monotonic):
+    def __init__(self, rate: Rate, clock=time.monotonic, max_keys: int = 100_000):
         self.rate = rate
         self.clock = clock
-        self._hits: dict[tuple, deque[float]] = {}
-        self._warned: dict[tuple, float] = {}
+        # Bounded: a key is dropped once its window has passed since its last hit (or
+        # when max_keys people are tracked, the least recently seen first), so a flood
+        # of new ids cannot grow these without end.
+        ttl = max(rate.seconds, 1e-9)
+        self._hits: TTLCache = TTLCache(maxsize=max_keys, ttl=ttl, timer=clock)
+        self._warned: TTLCache = TTLCache(maxsize=max_keys, ttl=ttl, timer=clock)
+
+    def __len__(self) -> int:
+        """How many keys are tracked now (expired windows are not counted)."""
+        self._hits.expire()
+        return len(self._hits)
 
     def hit(self, key: tuple) -> str:
         if self.rate.unlimited:
             return "allowed"
         now = self.clock()
-        q = self._hits.setdefault(key, deque())
+        q = self._hits.get(key)
+        if q is None:
+            q = deque()
         while q and now - q[0] >= self.rate.seconds:
             q.popleft()
         if len(q) < self.rate.count:
             q.append(now)
+            self._hits[key] = q  # (re)set: the entry lives one window past its last hit
             self._warned.pop(key, None)
             return "allowed"
         warned = self._warned.get(key)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from db.store import Incoming, Store
@@ -517,8 +518,9 @@ class PersonaManager:
         lines = "\n".join(f"- {to_second_person(r.text, user_name)}" for r in rows)
         return f"Here's what I remember about you, {user_name}:\n{lines}\n(Say /forget and I'll let all of it go.)"
 
-    async def forget(self, persona_id: str, platform: str, platform_user_id: str) -> dict[str, int] | None:
-        """Delete everything a persona holds about a person. None if it never met them."""
+    async def forget(self, persona_id: str, platform: str, platform_user_id: str) -> dict | None:
+        """Delete everything a persona holds about a person, the files made for them
+        included. None if it never met them."""
         st = await self._state(self.registry.get(persona_id))
         uid = await self.store.find_user(platform, platform_user_id)
         if uid is None:
@@ -526,6 +528,11 @@ class PersonaManager:
         await self.drain()  # memory work in flight must not re-add what is deleted
         counts = await self.store.forget_user(st.db_id, uid)
         self.memory.forget(st.db_id, uid)
+        for path in counts.pop("files", []):
+            try:
+                Path(path).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete a forgotten person's file: %s", exc.strerror or exc)
         log.info("forgot %s:%s for %s: %s", platform, platform_user_id, persona_id, counts)
         return counts
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from cachetools import LRUCache
 
 from db.store import Store
 from generators.embed import EmbedBatcher, Embedder
@@ -127,14 +128,16 @@ class MemoryStore:
     """Adds, recalls and lists one persona's memories of one person."""
 
     def __init__(
-        self, store: Store, embedder: Embedder, dedupe_similarity: float = 0.92, batcher: EmbedBatcher | None = None
+        self, store: Store, embedder: Embedder, dedupe_similarity: float = 0.92, batcher: EmbedBatcher | None = None,
+        max_cached: int = 10_000,
     ):
         self.store = store
         self.embedder = embedder
         self.batcher = batcher or EmbedBatcher(embedder)
         self.dedupe_similarity = dedupe_similarity
-        self._indexes: dict[tuple[int, int], _Index] = {}
-        self._locks: dict[tuple[int, int], asyncio.Lock] = {}
+        # Bounded: the people talked to least recently are dropped (and reloaded when back).
+        self._indexes: LRUCache = LRUCache(maxsize=max_cached)
+        self._locks: LRUCache = LRUCache(maxsize=max_cached)
 
     async def _index(self, persona_id: int, user_id: int, version: int | None) -> _Index:
         """The person's memory matrix, brought up to ``version``: rows added since the
@@ -145,7 +148,9 @@ class MemoryStore:
             return idx
         if idx is None and version == 0:
             return _EMPTY  # never given a memory: nothing to load
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
         async with lock:
             idx = self._indexes.get(key)
             if idx is not None and (version is None or idx.version == version):
