@@ -157,7 +157,10 @@ class MemoryStore:
                 return idx
             after = idx.last_id if idx is not None else 0
             v, total, ids, mat, texts, imp = await self.store.memory_matrix(persona_id, user_id, after)
-            if idx is not None and total == len(idx.ids) + len(ids):
+            # Append only what is plainly new: each add bumps the version by one and adds
+            # a row at least, and nothing went (a /forget restarts versions far ahead,
+            # and SQLite may reuse a deleted row's id).
+            if idx is not None and 0 < v - idx.version <= len(ids) and total == len(idx.ids) + len(ids):
                 idx = idx.extended(v, ids, mat, texts, imp)
             else:
                 if after:

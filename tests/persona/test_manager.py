@@ -90,9 +90,10 @@ async def test_forget_deletes_history_and_memories(store, registry, embedder):
     await m.handle(msg("I live in Gdansk and I love sailing", user="a", name="Ala"))
     await m.handle(msg("I love jazz", user="b", name="Bo"))
     await m.drain()
+    a = await store.find_user("telegram", "a")
     reply = await m.handle(msg("/forget", user="a", name="Ala"))
     assert reply.text == FORGOTTEN
-    a = await store.find_user("telegram", "a")
+    assert await store.find_user("telegram", "a") is None  # their platform user row went too
     b = await store.find_user("telegram", "b")
     pid = await store.persona_id("mira")
     assert await store.count_messages(user_id=a) == 0
