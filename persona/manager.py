@@ -146,6 +146,7 @@ class PersonaManager:
         self.memory = MemoryStore(store, embedder, batcher=self.batcher)
         self._states: dict[str, _PersonaState] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._voice_file_warned: set[str] = set()
         self.chat_limiter = RateLimiter(self.config.chat_rate)
         self.media_limiter = RateLimiter(self.config.media_rate)
 
@@ -460,21 +461,20 @@ class PersonaManager:
         return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
 
     def voice_profile(self, persona: Persona):
-        """The persona's voice: from `vchar voice set`, or a sample with consent in its file."""
-        from generators.voice.base import ConsentError, VoiceProfile
+        """The persona's voice: only a profile made here by `vchar voice set`, whose sample
+        passed the sample checks and whose consent record was made on this installation.
+        A sample and consent written into a persona file are not enough: a file can
+        claim anything, and point at any file on the machine."""
         from generators.voice.profile import load_voice_profile
 
         if self.voices_root is not None:
             stored = load_voice_profile(self.voices_root, persona.id)
             if stored is not None:
                 return stored
-        v = persona.identity.voice
-        if v.sample and v.consent:
-            try:
-                return VoiceProfile(persona.id, v.sample, v.consent.who, v.consent.statement,
-                                    v.consent.date.isoformat(), v.language or persona.language)
-            except ConsentError:
-                return None
+        if persona.identity.voice.sample and persona.id not in self._voice_file_warned:
+            self._voice_file_warned.add(persona.id)
+            log.warning("%s: the voice sample named in its persona file is not used; give it a voice with "
+                        "`vchar voice set %s SAMPLE` (checks the sample and records consent)", persona.id, persona.id)
         return None
 
     async def _voice_note(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, text: str, user_name: str) -> Reply:
