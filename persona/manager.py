@@ -28,6 +28,9 @@ PICTURE_REQUEST = re.compile(
     r"(?:\s+of\s+(?:yourself|you))?(?:\s+(?P<scene>(?:at|in|on|with|while|by|from)\b[^.?!]{1,80}))?",
     re.I,
 )
+VOICE_REQUEST = re.compile(
+    r"\b(send|give|record|leave)\b[^.?!]{0,20}\b(voice ?(note|message|memo|msg)|audio message)s?\b", re.I
+)
 SELFIE_CAPTIONS = (
     "Here you go! {scene}",
     "Took this just for you. {scene}",
@@ -70,6 +73,16 @@ HELP_TEXT = (
     "/art [style] or /portrait as a photo's caption - I redraw your photo in my style, or bring a statue "
     "or painting to life"
 )
+
+ADMIN_HELP = (
+    "\nFor the people who run me:\n"
+    "/reload - re-read the persona files\n"
+    "/block ID, /unblock ID - stop or resume answering a person\n"
+    "/stats - people, messages, memories"
+)
+UNKNOWN_COMMAND = "Hmm, I don't know /{name}. Try /help to see what I can do!"
+KNOWN_COMMANDS = frozenset({"start", "help", "persona", "memory", "memories", "forget"})
+_COMMAND_WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
 
@@ -153,9 +166,13 @@ class PersonaManager:
     # -- life cycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Register every persona in the database and release claims a crash left behind."""
+        """Register every persona in the database and release claims a crash left behind.
+        A persona the database refuses is logged and skipped; the others still start."""
         for persona in self.registry:
-            await self._state(persona)
+            try:
+                await self._state(persona)
+            except Exception as exc:  # noqa: BLE001 - one bad persona must not stop the rest
+                log.error("persona %s not started: the database refused it (%s)", persona.id, type(exc).__name__)
         released = await self.store.release_stale_claims()
         if released:
             log.warning("%d messages were being answered when the service stopped; they can be answered again", released)
@@ -216,6 +233,8 @@ class PersonaManager:
             asked = PICTURE_REQUEST.search(msg.text)
             if asked:  # "send me a pic of you at the beach": the character's own choice to send one
                 name, arg = "selfie", asked.group("scene") or ""
+        if not name and self.voice is not None and VOICE_REQUEST.search(msg.text):
+            name, arg = "voice", ""  # "send me a voice note": its last words, spoken
         limiter = self.media_limiter if name in MEDIA_COMMANDS else self.chat_limiter
         verdict = "allowed" if self.is_admin(persona, msg) else limiter.hit((persona.id, msg.platform, msg.user_id))
         if verdict != "allowed":
@@ -277,7 +296,8 @@ class PersonaManager:
         lore: tuple[str, ...] = ()
         if persona.lorebook and persona.lorebook.entries:
             scan = [h.text for h in history[-4:]] + [said]
-            lore = tuple(e.content for e in triggered_entries(persona.lorebook, scan))
+            # in a worker thread: a big book's scan must not hold up other chats
+            lore = tuple(e.content for e in await asyncio.to_thread(triggered_entries, persona.lorebook, scan))
         examples = persona.examples(user_name)  # parsed once, for the prompt and for the lite backend
         system = system_prompt(persona, user_name, facts=facts, lore=lore, examples=examples,
                                relationship_note=self._relationship_note(incoming, user_name))
@@ -347,7 +367,7 @@ class PersonaManager:
         if name == "start":
             return p.render(p.greetings[0], user_name) if p.greetings else f"Hi, I'm {p.name}!"
         if name == "help":
-            return HELP_TEXT
+            return HELP_TEXT + (ADMIN_HELP if self.is_admin(p, msg) else "")
         if name == "persona":
             about = p.render(p.description.strip(), user_name) or f"I'm {p.name}."
             return f"{p.name}\n{about}"
@@ -359,7 +379,9 @@ class PersonaManager:
             if not self.is_admin(p, msg):
                 return ADMIN_ONLY
             return await self._admin(st, msg, name, arg)
-        return None  # not a command of ours: treat it as chat
+        if _COMMAND_WORD.fullmatch(name) and name not in KNOWN_COMMANDS:
+            return UNKNOWN_COMMAND.format(name=name)
+        return None  # not a command word ("/shrug", "/ 2"): treat it as chat
 
     async def _admin(self, st: _PersonaState, msg: IncomingMessage, name: str, arg: str) -> str:
         if name == "reload":

@@ -216,7 +216,9 @@ def test_db_upgrade_base_is_refused_and_downgrade_base_empties_the_schema(tmp_pa
     assert refused.returncode != 0 and "messages" in tables()
     assert "base" in vchar(tmp_path, "db", "downgrade", "base", "--yes").stdout
     assert tables() <= {"alembic_version"}
-    assert "0002" in vchar(tmp_path, "db", "upgrade").stdout
+    from db.migrate import current_heads
+
+    assert current_heads()[0] in vchar(tmp_path, "db", "upgrade").stdout
     assert "messages" in tables()
 
 

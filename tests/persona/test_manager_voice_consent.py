@@ -21,3 +21,25 @@ async def test_a_sample_and_consent_claimed_in_a_persona_file_give_no_voice(stor
     m.voices_root = tmp_path / "voices"
     assert m.voice_profile(registry.get("echo")) is None
     assert "vchar voice set echo" in caplog.text
+
+
+async def test_unknown_commands_are_answered_as_such_and_admins_see_their_help(store, embedder):
+    from persona.manager import UNKNOWN_COMMAND
+    from persona.registry import SAMPLES
+    from tests.persona.test_manager import msg
+
+    m = await make(store, PersonaRegistry([SAMPLES]), embedder, admins={"telegram": frozenset({"boss"})})
+    reply = await m.handle(msg("/dance now"))
+    assert reply.text == UNKNOWN_COMMAND.format(name="dance") and "/help" in reply.text
+    plain = (await m.handle(msg("/help"))).text
+    admin = (await m.handle(msg("/help", user="boss"))).text
+    assert "/reload" not in plain and "/stats" not in plain
+    assert "/reload" in admin and "/block" in admin and "/stats" in admin
+
+
+async def test_voice_note_asked_in_words_is_a_voice_note():
+    from persona.manager import VOICE_REQUEST
+
+    for said in ("send me a voice note", "can you send a voice message?", "record me a voice memo pls"):
+        assert VOICE_REQUEST.search(said), said
+    assert not VOICE_REQUEST.search("I love your voice")
