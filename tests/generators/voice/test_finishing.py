@@ -40,8 +40,14 @@ def test_ogg_opus_voice_note(tmp_path):
 def test_wav_and_mp3(tmp_path, suffix, codec):
     done = finish(_tone(), 24000, tmp_path / f"note{suffix}")
     with av.open(str(done.path)) as f:
-        assert f.streams.audio[0].codec_context.name in (codec, "mp3float")
-    assert abs(loudness(_tone(), 24000) - (-16)) > 3  # the input was quieter: normalisation did something
+        stream = f.streams.audio[0]
+        assert stream.codec_context.name in (codec, "mp3float")
+        rate = stream.rate
+        decoded = np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(stream)]).astype(np.float64)
+    if decoded.dtype.kind == "i" or np.abs(decoded).max() > 1.5:
+        decoded /= 32768.0
+    assert abs(loudness(_tone(), 24000) - (-16)) > 3  # the input was quieter
+    assert abs(loudness(decoded, rate) - (-16.0)) < 1.0  # the file written was normalised
 
 
 def test_trim_shortens_long_pauses():
