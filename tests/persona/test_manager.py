@@ -354,3 +354,31 @@ async def test_art_without_a_photo_or_with_a_broken_one_answers_in_character(sto
     assert plain.image is None
     assert (await plain.handle(msg("/art", user="u4"))).text == MEDIA_COMMANDS["art"]
     assert (await plain.handle(msg("/portrait", user="u4"))).text == MEDIA_LIMITED
+
+
+async def test_nsfw_persona_lifts_image_safety_and_the_sfw_rule(store, embedder, portrait_registry, tmp_path):
+    """`nsfw: true` is the operator's choice: the soft blocklist and the SFW prompt rule go;
+    a persona without it keeps both (the hard blocklist stays for everyone)."""
+    import yaml
+
+    from generators.image import build_image_backend
+    from persona.manager import SELFIE_REFUSED
+
+    source = portrait_registry.sources["mira"]
+    data = yaml.safe_load(source.read_text())
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    sfw = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
+    await sfw.start()
+    assert (await sfw.handle(msg("/selfie in lingerie"))).text == SELFIE_REFUSED
+
+    data["nsfw"] = True
+    source.write_text(yaml.safe_dump(data))
+    portrait_registry.reload()
+    text = ScriptedText(["hello"])
+    adult = PersonaManager(store, portrait_registry, text, embedder, ManagerConfig(), image=image)
+    await adult.start()
+    pic = await adult.handle(msg("/selfie in lingerie", user="u2"))
+    assert pic.media and pic.media[0].kind == "image"
+    assert (await adult.handle(msg("/selfie csam", user="u3"))).text == SELFIE_REFUSED
+    await adult.handle(msg("hi", user="u4"))
+    assert "safe for work" not in text.chat_requests[-1].messages[0].content
