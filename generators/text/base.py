@@ -93,9 +93,19 @@ def to_second_person(fact: str, user: str) -> str:
     elif user and out.lower().startswith(user.lower() + " "):
         rest = out[len(user) + 1 :]
         verb, _, tail = rest.partition(" ")
-        verb = {"is": "are", "has": "have", "was": "were", "does": "do"}.get(
-            verb, verb[:-1] if verb.endswith("s") and not verb.endswith("ss") else verb
-        )
+        verb = {"is": "are", "has": "have", "was": "were", "does": "do", "goes": "go"}.get(verb) or _base_verb(verb)
         out = f"you {verb} {tail}".strip()
     out = re.sub(r"\btheir\b", "your", out, flags=re.I)
     return out.rstrip(".") + "."
+
+
+def _base_verb(verb: str) -> str:
+    """'loves' -> 'love', 'studies' -> 'study', 'watches' -> 'watch'; others as they are."""
+    low = verb.lower()
+    if low.endswith("ies") and len(low) > 4:
+        return verb[:-3] + "y"
+    if low.endswith(("shes", "ches", "xes", "sses", "zes")):
+        return verb[:-2]
+    if low.endswith("s") and not low.endswith("ss"):
+        return verb[:-1]
+    return verb

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from generators.text.base import to_second_person
 from persona.memory import extract_facts, parse_model_memories
 
@@ -37,3 +39,17 @@ def test_model_memory_answers_are_parsed_leniently():
     assert parse_model_memories(raw) == ("They talked about food.", ["Zoe loves pierogi"])
     assert parse_model_memories("no json here") == (None, [])
     assert parse_model_memories("{broken") == (None, [])
+
+
+@pytest.mark.parametrize("said,remembered", [
+    ("I work as a nurse in Leeds", "you work as a nurse in Leeds."),
+    ("I work at the harbour office", "you work at the harbour office."),
+    ("I study chemistry", "you study chemistry."),
+    ("I study at Leeds university", "you study at Leeds university."),
+    ("I live in Leeds", "you live in Leeds."),
+    ("I love pierogi", "you love pierogi."),
+    ("my sister is called Ana", "your sister is called Ana."),
+])
+def test_memories_read_naturally(said, remembered):
+    facts = [to_second_person(f.text, "Zoe") for f in extract_facts(said, "Zoe")]
+    assert remembered in facts
