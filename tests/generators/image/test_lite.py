@@ -100,3 +100,27 @@ def test_scene_themes():
     assert scene_theme("sunset on the beach") == "sunset"
     assert scene_theme("late night at the market") == "night"
     assert scene_theme("somewhere odd") == "plain"
+
+
+def test_a_tiny_file_of_huge_dimensions_is_refused_before_decoding(tmp_path):
+    """A 6320x6320 PNG compresses to about 100 KB but would decode to over 100 MB (and
+    several times that while processed): refused from its header, nothing decoded."""
+    import tracemalloc
+
+    import pytest
+    from PIL import Image
+
+    from generators.image.base import ImageInputError, load_image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (6320, 6320)).save(bomb, optimize=True)
+    assert bomb.stat().st_size < 1_000_000
+    tracemalloc.start()
+    with pytest.raises(ImageInputError, match="6320x6320"):
+        load_image(bomb, what="photo")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000
+    ok = tmp_path / "photo.png"
+    Image.new("RGB", (1200, 900), "white").save(ok)
+    assert load_image(ok).size == (1200, 900)
