@@ -341,9 +341,12 @@ _SPEAKER = re.compile(r"^\s*(\{\{\s*(?:char|user)\s*\}\}|<(?:BOT|USER)>|[^:\n]{1
 def parse_example_dialogue(text: str, char: str, user: str) -> tuple[Example, ...]:
     """Parse ``<START>``-separated example dialogue into prompt/response pairs.
 
-    A speaker line is ``{{user}}: ...`` or ``{{char}}: ...`` (or the literal names);
-    lines without a speaker continue the previous turn.
+    A speaker line is ``{{user}}: ...`` or ``{{char}}: ...`` (or the literal names; the
+    character also by any word of its name, "Brann:" for "Captain Brann"); lines
+    without a speaker continue the previous turn.
     """
+    char_names = {char.lower()} | {w.lower() for w in re.findall(r"[\w'-]{3,}", char)}
+    char_names.discard(user.lower())
     pairs: list[Example] = []
     for block in re.split(r"<START>", text, flags=re.I):
         turns: list[tuple[str, str]] = []
@@ -352,7 +355,7 @@ def parse_example_dialogue(text: str, char: str, user: str) -> tuple[Example, ..
             speaker = None
             if m:
                 tag = m.group(1).strip().lower()
-                if tag in ("{{char}}", "<bot>") or tag == char.lower() or re.fullmatch(r"\{\{\s*char\s*\}\}", tag):
+                if tag in ("{{char}}", "<bot>") or tag in char_names or re.fullmatch(r"\{\{\s*char\s*\}\}", tag):
                     speaker = "char"
                 elif tag in ("{{user}}", "<user>", "user", "you") or tag == user.lower() or re.fullmatch(r"\{\{\s*user\s*\}\}", tag):
                     speaker = "user"

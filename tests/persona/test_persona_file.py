@@ -49,3 +49,10 @@ def test_registry_skips_a_bad_file_whole_and_reports_it(tmp_path):
     assert reg.get("GOOD ONE").id == "good-one"
     with pytest.raises(LookupError, match="known: good-one, mira"):
         reg.get("nobody")
+
+
+def test_example_dialogue_knows_the_character_by_a_word_of_its_name():
+    from persona.card import parse_example_dialogue
+
+    pairs = parse_example_dialogue("<START>\nUser: where to?\nBrann: Wherever the wind says.\n", "Captain Brann", "Zoe")
+    assert [(e.prompt, e.response) for e in pairs] == [("where to?", "Wherever the wind says.")]
