@@ -382,3 +382,31 @@ async def test_nsfw_persona_lifts_image_safety_and_the_sfw_rule(store, embedder,
     assert (await adult.handle(msg("/selfie csam", user="u3"))).text == SELFIE_REFUSED
     await adult.handle(msg("hi", user="u4"))
     assert "safe for work" not in text.chat_requests[-1].messages[0].content
+
+
+async def test_model_backends_write_memory_summaries_every_few_turns(store, registry, embedder):
+    """On a model backend, every memory_every turns the model is asked for a summary and
+    the facts it noticed; both are stored and recalled like stated facts."""
+    import json
+
+    class Summarising(ScriptedText):
+        async def generate(self, request):
+            if not request.char_name:  # the background memory request
+                self.requests.append(request)
+                return "```json\n" + json.dumps({"summary": "Zoe and Mira planned a trip to the night market.",
+                                                 "facts": ["Zoe is saving up for a camera."]}) + "\n```"
+            return await super().generate(request)
+
+    text = Summarising(["Ooh, tell me more!", "A trip sounds perfect."])
+    m = await make(store, registry, embedder, text=text, memory_every=2)
+    await m.handle(msg("hey, it's been a long week"))
+    await m.handle(msg("we should go to the market together"))
+    await m.drain()
+    memory_requests = [r for r in text.requests if not r.char_name]
+    assert len(memory_requests) == 1
+    assert "we should go to the market together" in memory_requests[0].messages[-1].content
+    pid = await store.persona_id("mira")
+    uid = await store.find_user("telegram", "u1")
+    stored = {(r.text, r.source) for r in await store.list_memories(pid, uid)}
+    assert ("Zoe is saving up for a camera.", "fact") in stored
+    assert ("Zoe and Mira planned a trip to the night market.", "summary") in stored
