@@ -75,6 +75,14 @@ class RateLimiter:
         self._warned[key] = now
         return "limited"
 
+    def exhausted(self, key: tuple) -> bool:
+        """Whether the next ``hit`` would be refused (nothing is counted)."""
+        if self.rate.unlimited:
+            return False
+        q = self._hits.get(key)
+        now = self.clock()
+        return q is not None and sum(1 for t in q if now - t < self.rate.seconds) >= self.rate.count
+
     def retry_after(self, key: tuple) -> float:
         q = self._hits.get(key)
         if not q or self.rate.unlimited:

@@ -275,6 +275,29 @@ class PersonaManager:
             return True
         return msg.chat_id in conf.allowed_chats
 
+    async def admits(self, msg: IncomingMessage, *, media: bool = True) -> bool:
+        """Whether a message would be handled at all: the chat is allowed, the person is
+        not blocked, and their rate limit (the media one for a photo command) is not spent.
+        Adapters ask this before downloading anything a message carries; nothing is
+        counted or stored."""
+        try:
+            persona = self.registry.get(msg.persona)
+        except LookupError:
+            return False
+        if not self._may_speak(persona, msg):
+            return False
+        if self.is_admin(persona, msg):
+            return True
+        limiter = self.media_limiter if media else self.chat_limiter
+        if limiter.exhausted((persona.id, msg.platform, msg.user_id)):
+            return False
+        uid = await self.store.find_user(msg.platform, msg.user_id)
+        if uid is None:
+            return True
+        st = await self._state(persona)
+        rel = await self.store.relationship(st.db_id, uid)
+        return rel is None or not rel.blocked
+
     def _user_name(self, incoming: Incoming, msg: IncomingMessage) -> str:
         for fact in incoming.relationship.facts:
             if isinstance(fact, dict) and fact.get("kind") == "name":

@@ -43,3 +43,25 @@ async def test_voice_note_asked_in_words_is_a_voice_note():
     for said in ("send me a voice note", "can you send a voice message?", "record me a voice memo pls"):
         assert VOICE_REQUEST.search(said), said
     assert not VOICE_REQUEST.search("I love your voice")
+
+
+async def test_admits_says_no_for_blocked_limited_or_disallowed_people_without_counting(store, embedder):
+    from persona.limits import Rate
+    from persona.manager import ManagerConfig, PersonaManager
+    from persona.registry import SAMPLES
+    from generators.text.lite import LiteTextGenerator
+    from tests.persona.test_manager import msg
+
+    registry = PersonaRegistry([SAMPLES])
+    m = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder,
+                       ManagerConfig(media_rate=Rate(1, 3600), admins={"telegram": frozenset({"boss"})}))
+    await m.start()
+    art = msg("/art", user="ann")
+    assert await m.admits(art) and await m.admits(art)  # asking counts nothing
+    await m.handle(msg("/selfie", user="ann"))  # spends ann's one media request
+    assert not await m.admits(art)
+    assert await m.admits(msg("hello", user="ann"), media=False)
+    await m.handle(msg("hi", user="bob"))
+    await m.handle(msg("/block bob", user="boss"))
+    assert not await m.admits(msg("/art", user="bob"))
+    assert await m.admits(msg("/art", user="boss"))
