@@ -291,6 +291,21 @@ class _ChatActionLoop:
 # -- the adapter ------------------------------------------------------------------------------
 
 
+class TelegramStartError(RuntimeError):
+    """The bot could not start (a rejected token, an unreachable server); the text
+    never carries the token."""
+
+
+def redact_token(text: str, token: str) -> str:
+    """``text`` with the bot token (and its secret half alone) replaced."""
+    if token:
+        text = text.replace(token, "<token>")
+        secret = token.partition(":")[2]
+        if len(secret) >= 8:
+            text = text.replace(secret, "<token>")
+    return text
+
+
 class TelegramAdapter(Adapter):
     platform = "telegram"
 
@@ -321,6 +336,12 @@ class TelegramAdapter(Adapter):
         super().__init__(persona)
         if not token:
             raise ValueError("a Telegram bot token is required")
+        if webhook_url and not webhook_secret:
+            # Without it anyone who learns the URL can post updates as any user.
+            raise ValueError(
+                "Telegram webhook mode needs a secret: set VCHAR_TELEGRAM_WEBHOOK_SECRET "
+                "(1-256 characters of A-Z, a-z, 0-9, _ and -); Telegram sends it with every update"
+            )
         self.token = token
         self.api_url = api_url.rstrip("/")
         # Telegram asks bots to stay under about 30 messages a second overall; raise it for
@@ -372,7 +393,11 @@ class TelegramAdapter(Adapter):
         app = self.build_application()
         self.application = app
         try:
-            await app.initialize()  # getMe: checks the token, learns our id and @username
+            try:
+                await app.initialize()  # getMe: checks the token, learns our id and @username
+            except TelegramError as exc:
+                # PTB's InvalidToken quotes the token: never let it reach a log or a terminal
+                raise TelegramStartError(f"telegram: {redact_token(str(exc), self.token)}") from None
             self.bot_id = app.bot.id
             self.bot_username = app.bot.username or ""
             await self.register_commands()

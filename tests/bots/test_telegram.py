@@ -459,14 +459,24 @@ async def test_long_caption_goes_as_text_and_non_ogg_voice_as_audio(tg, tmp_path
     assert calls[1].text == caption.strip()
 
 
-async def test_wrong_token_fails_to_start(tg):
-    adapter = TelegramAdapter("999:wrong", "mira", api_url=tg.api_url, poll_timeout=1)
-    from telegram.error import InvalidToken
+@pytest.mark.parametrize("token", ["999:wrongSECRETwrongSECRET", "not-a-token-SECRETSECRET"])
+async def test_wrong_token_fails_to_start_without_showing_it(tg, token, caplog):
+    """401 or 404 from the server: the error says the token was rejected, never the token."""
+    from bots.telegram import TelegramStartError
 
-    with pytest.raises(InvalidToken):
+    adapter = TelegramAdapter(token, "mira", api_url=tg.api_url, poll_timeout=1)
+    with pytest.raises(TelegramStartError) as failed:
         await adapter.start(echo)
     await adapter.stop()  # harmless after a failed start
+    assert "rejected" in str(failed.value) or "Not Found" in str(failed.value)
+    assert "SECRET" not in str(failed.value) and "SECRET" not in caplog.text
     assert tg.calls == []  # the fake records nothing from a stranger
+
+
+def test_webhook_mode_without_a_secret_is_refused():
+    with pytest.raises(ValueError, match="VCHAR_TELEGRAM_WEBHOOK_SECRET"):
+        TelegramAdapter("1:abc", "mira", webhook_url="https://bot.example/telegram")
+    assert TelegramAdapter("1:abc", "mira", webhook_url="https://bot.example/telegram", webhook_secret="s3cret-Token")
 
 
 async def test_fake_confirms_offsets_like_telegram(tg):
