@@ -65,7 +65,8 @@ class Adapter(abc.ABC):
 
     async def send_media(self, reply: Reply, media: MediaFile) -> None:
         """Platforms override this per kind; the default says what would have been sent."""
-        note = f"[{media.kind}: {media.caption or media.path}]"
+        # never a server path: the person sees what it was, and its caption if any
+        note = f"[{media.kind}: {media.caption}]" if media.caption else f"[a {media.kind} I can't send here]"
         await self.send_text(reply.chat_id, note, reply_to=reply.reply_to_message_id)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from generators.redact import public_url
 from generators.image.base import (
     ImageBackendError,
     ImageRequest,
@@ -143,17 +144,17 @@ class RemoteImageGenerator:
                         return resp.json()
                     except json.JSONDecodeError:
                         raise ImageBackendError(
-                            f"the image server at {self.base_url} answered {path} with something that is not JSON: is "
+                            f"the image server at {public_url(self.base_url)} answered {path} with something that is not JSON: is "
                             "VCHAR_IMAGE_BASE_URL the web UI's address (started with --api)?"
                         ) from None
                 if resp.status_code in (401, 403):
                     raise ImageBackendError(
-                        f"the image server at {self.base_url} refused the login ({resp.status_code}): set "
+                        f"the image server at {public_url(self.base_url)} refused the login ({resp.status_code}): set "
                         "VCHAR_IMAGE_USERNAME and VCHAR_IMAGE_PASSWORD to its --api-auth credentials"
                     )
                 if resp.status_code == 404:
                     raise ImageBackendError(
-                        f"the image server at {self.base_url} has no {path} (404): start AUTOMATIC1111/SD.Next with --api"
+                        f"the image server at {public_url(self.base_url)} has no {path} (404): start AUTOMATIC1111/SD.Next with --api"
                     )
                 if resp.status_code < 500 and resp.status_code != 429:
                     raise ImageBackendError(
@@ -162,7 +163,7 @@ class RemoteImageGenerator:
                 last = f"answered {resp.status_code}: {resp.text[:200]}"
             if attempt < self.max_retries:
                 await asyncio.sleep(min(4.0, self.retry_backoff * 2**attempt))
-        raise ImageBackendError(f"the image server at {self.base_url} {last}; tried {self.max_retries + 1} times")
+        raise ImageBackendError(f"the image server at {public_url(self.base_url)} {last}; tried {self.max_retries + 1} times")
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         request = request.checked().with_defaults(*self.defaults())
@@ -187,7 +188,7 @@ class RemoteImageGenerator:
         if request.safety and self.safety.image_check:
             await asyncio.to_thread(skin_check, img, self.safety)
         model = str(info.get("sd_model_name") or self.model or "remote")
-        extra = {"server": self.base_url}
+        extra = {"server": public_url(self.base_url)}  # stored in the PNG and the asset row
         if "seed" in info:
             extra["server_seed"] = str(info["seed"])
         if request.references and self.ip_adapter_model:

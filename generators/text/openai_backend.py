@@ -16,6 +16,8 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from generators.redact import public_url, scrub
+
 from .base import TextGenerationError, TextRequest, estimate_tokens
 
 # Local servers usually ignore the key, but the client insists on one.
@@ -42,9 +44,11 @@ class OpenAITextGenerator:
             )
         if not model:
             raise TextGenerationError(
-                f"the openai text backend needs a model name for {base_url}: set VCHAR_TEXT_MODEL"
+                f"the openai text backend needs a model name for {public_url(base_url)}: set VCHAR_TEXT_MODEL"
             )
         self.base_url = base_url.rstrip("/")
+        self.public_url = public_url(self.base_url)  # what logs and errors show
+        self._api_key = api_key or ""
         self.model = model
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -56,7 +60,7 @@ class OpenAITextGenerator:
         )
 
     def __repr__(self) -> str:  # no api key here, ever
-        return f"OpenAITextGenerator(base_url={self.base_url!r}, model={self.model!r})"
+        return f"OpenAITextGenerator(base_url={self.public_url!r}, model={self.model!r})"
 
     # -- helpers ---------------------------------------------------------------
 
@@ -75,7 +79,7 @@ class OpenAITextGenerator:
         return params
 
     def _error(self, exc: BaseException) -> TextGenerationError:
-        where = f"text server {self.base_url} (model {self.model!r})"
+        where = f"text server {self.public_url} (model {self.model!r})"
         if isinstance(exc, openai.APITimeoutError):
             detail = f"timed out after {self.timeout:g}s"
         elif isinstance(exc, openai.APIConnectionError):
@@ -100,7 +104,9 @@ class OpenAITextGenerator:
             exc, (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
         ):
             detail += f" (after {self.max_retries} retries)"
-        return TextGenerationError(f"{where} {detail}")
+        # a connection error may quote the URL with its credentials, a server may echo the key
+        secret_url = self.base_url if self.base_url != self.public_url else None
+        return TextGenerationError(scrub(f"{where} {detail}", secret_url, self._api_key))
 
     # -- TextGenerator -----------------------------------------------------------
 
@@ -112,7 +118,7 @@ class OpenAITextGenerator:
         choices = getattr(completion, "choices", None)
         if not choices:
             raise TextGenerationError(
-                f"text server {self.base_url} (model {self.model!r}) returned no choices"
+                f"text server {self.public_url} (model {self.model!r}) returned no choices"
             )
         return choices[0].message.content or ""
 

@@ -209,3 +209,22 @@ def test_count_tokens_is_an_estimate():
 def test_missing_settings_are_explained():
     with pytest.raises(TextGenerationError, match="VCHAR_TEXT_BASE_URL"):
         OpenAITextGenerator(base_url="", model="m")
+
+
+async def test_errors_never_carry_the_url_credentials_or_the_key():
+    """A server URL with credentials in it and an API key: the error names the server
+    by its public address only."""
+    from generators.text.base import ChatMessage, TextGenerationError, TextRequest
+    from generators.text.openai_backend import OpenAITextGenerator
+
+    backend = OpenAITextGenerator("http://ops:hunter2pass@127.0.0.1:9/v1?token=qwertyuiop", "m",
+                                  api_key="sk-verysecretkey", timeout=1, max_retries=0)
+    try:
+        with pytest.raises(TextGenerationError) as failed:
+            await backend.generate(TextRequest(messages=(ChatMessage("user", "hi"),)))
+    finally:
+        await backend.aclose()
+    text = str(failed.value) + repr(backend)
+    assert "127.0.0.1:9/v1" in text
+    for secret in ("hunter2pass", "ops:", "qwertyuiop", "sk-verysecretkey"):
+        assert secret not in text

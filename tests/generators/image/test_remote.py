@@ -88,3 +88,19 @@ async def test_retries_then_clear_errors(tmp_path):
     await down.aclose()
     with pytest.raises(ImageBackendError, match="VCHAR_IMAGE_BASE_URL"):
         build_image_backend("remote", out_dir=tmp_path)
+
+
+async def test_server_credentials_never_reach_the_picture_or_its_record(tmp_path):
+    """A base URL with a login in it: the PNG's text chunks and the metadata stored with
+    the picture name the server by its public address only."""
+    async with FakeA1111Server(model="dreamshaper_8") as srv:
+        secret_url = srv.base_url.replace("http://", "http://op:pw-hunter2@")
+        gen = build_image_backend("remote", base_url=secret_url, out_dir=tmp_path)
+        try:
+            r = await gen.generate(ImageRequest(prompt="selfie", seed=1, size=(64, 64), output=str(tmp_path / "a.png")))
+        finally:
+            await gen.aclose()
+    stored = " ".join(str(v) for v in [*read_metadata(r.path).values(), *r.metadata.values()])
+    stored += " ".join(Image.open(r.path).text.values())
+    assert srv.base_url.removeprefix("http://") in stored
+    assert "hunter2" not in stored and "op:" not in stored
