@@ -16,6 +16,13 @@ from persona.types import IncomingMessage, MediaFile, Reply
 log = logging.getLogger(__name__)
 
 Handler = Callable[[IncomingMessage], Awaitable[Reply | None]]
+# Asked before anything a message carries is downloaded: would this message be handled at
+# all (allowed chat, person not blocked, rate limit not spent)? PersonaManager.admits.
+Admit = Callable[[IncomingMessage], Awaitable[bool]]
+
+# What a person hears in a private chat when they send something the character cannot read
+# (a sticker, a file, a voice message, a photo without a command).
+UNSUPPORTED_TEXT = "I can only read text messages for now."
 
 
 class Adapter(abc.ABC):
@@ -24,11 +31,25 @@ class Adapter(abc.ABC):
     def __init__(self, persona: str | None = None):
         self.persona = persona
         self._handler: Handler | None = None
+        self._admit: Admit | None = None
 
-    async def start(self, handler: Handler) -> None:
-        """Connect and begin delivering messages to ``handler``; returns once started."""
+    async def start(self, handler: Handler, admit: Admit | None = None) -> None:
+        """Connect and begin delivering messages to ``handler``; returns once started.
+        ``admit`` (optional) is asked before a message's photo is downloaded."""
         self._handler = handler
+        self._admit = admit
         await self.connect()
+
+    async def admits(self, msg: IncomingMessage) -> bool:
+        """Whether ``msg`` is worth downloading for. A failing check admits: the handler
+        makes the real decision afterwards, this only saves a download."""
+        if self._admit is None:
+            return True
+        try:
+            return bool(await self._admit(msg))
+        except Exception:  # noqa: BLE001
+            log.exception("%s: the admission check failed; handling the message anyway", self.platform)
+            return True
 
     async def stop(self) -> None:
         await self.disconnect()

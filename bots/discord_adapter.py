@@ -60,7 +60,7 @@ import yarl
 from discord import app_commands
 from discord.http import Route
 
-from bots.adapter import Adapter, Handler
+from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -258,10 +258,6 @@ class DiscordAdapter(Adapter):
         intents.message_content = True
         return intents
 
-    async def start(self, handler: Handler) -> None:
-        self._handler = handler
-        await self.connect()
-
     async def connect(self) -> None:
         if self.api_url != DEFAULT_API_URL or self.gateway_url:
             configure_endpoints(self.api_url, self.gateway_url)
@@ -413,7 +409,12 @@ class DiscordAdapter(Adapter):
         self._track()
         text = self._clean_text(message)
         attachments = tuple(_attachment(a, message) for a in message.attachments)
-        if not text and not attachments:
+        if not text:
+            if attachments or message.stickers:
+                # a sticker, a file, a voice message or a bare picture: nothing to read
+                if private:
+                    await self._say_unsupported(message)
+                return
             me = self.client.user if self.client else None
             text = f"@{me.display_name}" if me else "hi"  # a bare mention: they are calling the character
         channel = message.channel
@@ -437,9 +438,19 @@ class DiscordAdapter(Adapter):
         else:
             await self._safe_dispatch(msg)
 
+    async def _say_unsupported(self, message: discord.Message) -> None:
+        try:
+            await self.send_text(str(message.channel.id), UNSUPPORTED_TEXT)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not answer the unreadable message %s: %s", message.id, exc)
+
     async def _dispatch_with_image(self, message: discord.Message, msg: IncomingMessage) -> None:
         """A command with a picture (``/art`` on a photo): download the first image into a
-        temporary folder, hand the message on with its ``path``, delete it afterwards."""
+        temporary folder, hand the message on with its ``path``, delete it afterwards.
+        Nothing is fetched for a message the handler would not take (see ``admits``)."""
+        if not await self.admits(msg):
+            await self._safe_dispatch(msg)
+            return
         source = next(a for a in message.attachments if (a.content_type or "").startswith("image/"))
         limit = self.max_download_bytes
         too_big = TOO_BIG.format(mb=max(1, limit // 2**20))

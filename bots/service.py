@@ -128,6 +128,11 @@ class Service:
         assert self.manager is not None, "use the service as an async context manager"
         return await self.manager.handle(msg)
 
+    async def admits(self, msg: IncomingMessage) -> bool:
+        """Asked by adapters before downloading a message's photo (see PersonaManager.admits)."""
+        assert self.manager is not None, "use the service as an async context manager"
+        return await self.manager.admits(msg, media=True)
+
 
 async def record_media(settings: Settings, persona, assets: list[dict], *, registry=None) -> list[int]:
     """Record files made outside a chat (the command line) as media assets, as the chats
@@ -242,7 +247,7 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
         started = []
         try:
             for adapter in adapters:
-                await adapter.start(svc.handle)
+                await adapter.start(svc.handle, admit=svc.admits)
                 started.append(adapter)
                 log.info("%s adapter live for persona %s", adapter.platform, adapter.persona or "(default)")
             await stop.wait()

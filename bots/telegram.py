@@ -68,7 +68,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bots.adapter import Adapter
+from bots.adapter import UNSUPPORTED_TEXT, Adapter
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ MAX_CAPTION = 1024
 FIRST_ACTION_WAIT = 1.0  # seconds the work waits for the first "typing" to be delivered
 
 #: Answer (private chats only) to stickers, photos, documents, locations, polls, voice...
-UNSUPPORTED_TEXT = "I can only read text messages for now."
 #: Answer (private chats only) to an edit of an earlier message.
 EDITED_TEXT = "I can't see edits to earlier messages. Could you send it again as a new message?"
 #: Answer to a photo over ``max_download_bytes`` ({mb}: the limit in MB).
@@ -557,6 +556,12 @@ class TelegramAdapter(Adapter):
         """Download the photo (``source``: a PhotoSize or an image Document) and hand the
         message on with it; the file is gone once the reply is delivered."""
         chat_id, mid = str(message.chat.id), str(message.message_id)
+        unfetched = self.to_incoming(message, (Attachment(kind="image", mime=mime, size=source.file_size),))
+        if not await self.admits(unfetched):
+            # blocked, rate-limited or not allowed here: the handler answers (or stays
+            # silent) without the photo ever being fetched
+            await self.dispatch(unfetched)
+            return
         limit = self.max_download_bytes
         too_big = TOO_BIG_TEXT.format(mb=max(1, limit // 2**20))
         if source.file_size and source.file_size > limit:

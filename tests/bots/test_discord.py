@@ -63,10 +63,10 @@ class Bots:
         self.fake = fake
         self.adapters: list[DiscordAdapter] = []
 
-    async def start(self, handler, persona: str = "mira", **kw) -> DiscordAdapter:
+    async def start(self, handler, persona: str = "mira", admit=None, **kw) -> DiscordAdapter:
         kw.setdefault("gateway_url", self.fake.gateway_url)
         a = DiscordAdapter(self.fake.token, persona, api_url=self.fake.api_url, guild_ready_timeout=0.05, **kw)
-        await a.start(handler)
+        await a.start(handler, admit=admit)
         self.adapters.append(a)
         return a
 
@@ -491,3 +491,61 @@ async def test_pictures_without_a_command_are_not_downloaded_and_huge_ones_are_r
     assert sorted(s.content for s in sent) == sorted(["re: look at my cat", TOO_BIG.format(mb=5)])
     assert [m.text for m in got] == ["look at my cat"] and got[0].attachments[0].path is None
     assert fake.cdn_downloads == []
+
+
+async def test_stickers_files_and_voice_messages_get_the_text_only_note_in_dms_and_silence_in_guilds(fake, bots, tmp_path):
+    from bots.adapter import UNSUPPORTED_TEXT
+
+    got: list[IncomingMessage] = []
+
+    async def handler(msg: IncomingMessage) -> Reply:
+        got.append(msg)
+        return Reply(text=f"re: {msg.text}", chat_id=msg.chat_id, persona="mira", reply_to_message_id=msg.message_id)
+
+    await bots.start(handler)
+    pdf = fake.person_attachment("cv.pdf", b"%PDF-1.4 tiny", "application/pdf")
+    photo = fake.person_attachment("cat.jpg", jpeg_photo(tmp_path))
+    voice = fake.person_attachment("voice-message.ogg", b"OggS", "audio/ogg")
+    fake.push_message(None, "Zoe", "", guild=False, stickers=["Wave"])
+    fake.push_message(None, "Zoe", "", guild=False, attachments=[pdf])
+    fake.push_message(None, "Zoe", "", guild=False, attachments=[photo])
+    fake.push_message(None, "Zoe", "", guild=False, attachments=[voice], flags=8192)
+    sent = await fake.wait_for_sent(4)
+    assert [s.content for s in sent] == [UNSUPPORTED_TEXT] * 4
+    fake.push_message(None, "Ala", "", mentions_bot=True, stickers=["Wave"])  # in a guild: silence
+    fake.push_message(None, "Ala", "", mentions_bot=True)  # a bare mention is still a call
+    [called] = (await fake.wait_for_sent(5))[4:]
+    await quiet(fake)
+    assert len(fake.sent) == 5 and called.channel_id == fake.channel_id
+    assert [m.text for m in got] == ["@Mira"]
+    assert fake.cdn_downloads == []
+
+
+async def test_art_photos_of_limited_or_blocked_people_are_never_downloaded(fake, bots, store, registry, embedder, tmp_path):
+    from generators.image import build_image_backend
+    from persona.limits import Rate
+    from persona.manager import MEDIA_LIMITED
+
+    data = jpeg_photo(tmp_path)
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    boss = fake.user("Boss")["id"]
+    config = ManagerConfig(media_rate=Rate(1, 3600), admins={"discord": frozenset({boss})})
+    m = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, config, image=image)
+    await m.start()
+    try:
+        await bots.start(m.handle, admit=m.admits, download_dir=tmp_path / "incoming")
+        fake.push_message(None, "Zoe", "/art", guild=False, attachments=[fake.person_attachment("a.jpg", data)])
+        [first] = await fake.wait_for_sent(1)
+        assert first.files and len(fake.cdn_downloads) == 1
+        fake.push_message(None, "Zoe", "/art", guild=False, attachments=[fake.person_attachment("b.jpg", data)])
+        [limited] = (await fake.wait_for_sent(2))[1:]
+        assert limited.content == MEDIA_LIMITED
+        fake.push_message(None, "Boss", f"/block {fake.users['Zoe']['id']}", guild=False)
+        await fake.wait_for_sent(3)
+        m.media_limiter = type(m.media_limiter)(Rate(10, 3600))  # the limit lifted: only the block is left
+        fake.push_message(None, "Zoe", "/art", guild=False, attachments=[fake.person_attachment("c.jpg", data)])
+        await quiet(fake, 0.5)
+    finally:
+        await m.close()
+    assert len(fake.sent) == 3  # the blocked person is not answered ...
+    assert len(fake.cdn_downloads) == 1  # ... and neither their photo nor the limited one was fetched

@@ -49,7 +49,8 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running(tg, store=None, embedder=None, *, registry=None, text=None, handler=None, persona="mira", **kw):
+async def running(tg, store=None, embedder=None, *, registry=None, text=None, handler=None, persona="mira",
+                  admit=None, **kw):
     """A TelegramAdapter polling the fake, answering with the real PersonaManager (or ``handler``)."""
     manager = None
     if handler is None:
@@ -65,7 +66,7 @@ async def running(tg, store=None, embedder=None, *, registry=None, text=None, ha
         bot.seen.append(msg)
         return await (handler(msg) if handler is not None else manager.handle(msg))
 
-    await adapter.start(handle)
+    await adapter.start(handle, admit=admit)
     try:
         yield bot
     finally:
@@ -554,6 +555,37 @@ async def test_art_photo_is_downloaded_and_answered_with_a_redrawn_picture(tg, s
     with Image.open(io.BytesIO(up.data)) as img:
         assert img.format == "PNG" and img.size[0] >= 256
     assert not tg.sent_to(ZOE)  # the picture is the whole answer: no "text only" note
+
+
+async def test_photos_of_limited_or_blocked_people_are_never_downloaded(tg, store, embedder, tmp_path):
+    from generators.image import build_image_backend
+    from persona.limits import Rate
+    from persona.manager import MEDIA_LIMITED
+
+    data = jpeg_photo(tmp_path)
+    image = build_image_backend("lite", out_dir=tmp_path / "images")
+    config = ManagerConfig(media_rate=Rate(1, 3600), admins={"telegram": frozenset({str(ZOE)})})
+    manager = PersonaManager(store, PersonaRegistry([SAMPLES]), LiteTextGenerator(embedder), embedder, config,
+                             image=image)
+    await manager.start()
+    ala = 222
+    try:
+        async with running(tg, handler=manager.handle, admit=manager.admits, download_dir=tmp_path / "incoming"):
+            tg.push_photo(ala, "Ala", data, caption="/art", user_id=ala)  # spends Ala's one picture
+            await tg.wait_for_sent(1, method="sendPhoto", chat_id=ala)
+            assert len(tg.downloads) == 1
+            tg.push_photo(ala, "Ala", data, caption="/art again", user_id=ala)
+            [limited] = await tg.wait_for_sent(1, chat_id=ala)
+            assert limited.text == MEDIA_LIMITED
+            tg.push_message(ZOE, "Zoe", f"/block {ala}", user_id=ZOE)
+            await tg.wait_for_sent(1, chat_id=ZOE)
+            manager.media_limiter = type(manager.media_limiter)(Rate(10, 3600))  # limit lifted: only the block
+            tg.push_photo(ala, "Ala", data, caption="/art", user_id=ala)
+            await asyncio.sleep(0.5)
+            assert len(tg.downloads) == 1  # neither the limited nor the blocked photo was fetched
+    finally:
+        await manager.close()
+    assert [c.method for c in tg.sent_to(ala, method=None) if c.method != "sendChatAction"] == ["sendPhoto", "sendMessage"]
 
 
 async def test_photo_rules_in_private_and_groups(tg, tmp_path):

@@ -348,6 +348,7 @@ class FakeDiscordServer:
         flags: int = 0,
         message_id: str | None = None,
         webhook_id: str | None = None,
+        stickers: list[str] | None = None,
     ) -> dict[str, Any]:
         m: dict[str, Any] = {
             "id": message_id or self.new_id(), "channel_id": channel_id, "author": author, "content": content,
@@ -355,6 +356,8 @@ class FakeDiscordServer:
             "mentions": mentions or [], "mention_roles": [], "attachments": attachments or [], "embeds": [],
             "pinned": False, "type": 0, "flags": flags, "components": [],
         }
+        if stickers:  # sticker_items: partial stickers (id, name, format_type 1 = PNG)
+            m["sticker_items"] = [{"id": self.new_id(), "name": name, "format_type": 1} for name in stickers]
         if guild:
             m["guild_id"] = self.guild_id
             if webhook_id is None:
@@ -387,12 +390,15 @@ class FakeDiscordServer:
         reply_to: str | None = None,
         message_id: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
+        stickers: list[str] | None = None,
+        flags: int = 0,
     ) -> str:
         """A person posts a message; returns its id. ``channel_id`` None means the guild's
         text channel (``guild=True``) or the author's DM channel (``guild=False``).
         ``mentions_bot`` puts ``<@bot>`` in front of the text (unless already there) and
         the bot in ``mentions``; ``reply_to`` makes it a reply (``message_reference`` and
-        ``referenced_message``)."""
+        ``referenced_message``); ``stickers`` adds ``sticker_items`` by name; ``flags``
+        8192 marks a voice message."""
         user = self.user(author)
         if channel_id is None:
             channel_id = self.channel_id if guild else self.dm_channel_id(user)
@@ -411,7 +417,7 @@ class FakeDiscordServer:
             mentions.append(bot)
         data = self._message_payload(
             channel_id=channel_id, author=user, content=content, guild=guild, mentions=mentions,
-            reply_to=reply_to, message_id=message_id, attachments=attachments,
+            reply_to=reply_to, message_id=message_id, attachments=attachments, stickers=stickers, flags=flags,
         )
         self.dispatch("MESSAGE_CREATE", data)
         return data["id"]
