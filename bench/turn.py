@@ -351,7 +351,7 @@ def seed(kind: str, url: str, persona_id: int, n_users: int, n_messages: int, rn
             k = int(seq[j])
             t = when(j)
             yield (2 * j + 1, c + 1, c + 1, "user", user_lines[(j * 7 + c) % len(user_lines)], str(2 * k + 1), None, "[]", "answered", None, t)
-            yield (2 * j + 2, c + 1, None, "assistant", REPLIES[j % len(REPLIES)], str(2 * k + 2), 2 * j + 1, "[]", "sent", None,
+            yield (2 * j + 2, c + 1, None, "assistant", REPLIES[j % len(REPLIES)], str(2 * k + 2), 2 * j + 1, "[]", "delivered", None,
                    t + timedelta(seconds=2))
 
     ucols = ["id", "platform", "platform_user_id", "display_name", "created_at"]
@@ -443,7 +443,7 @@ async def register_persona(url: str, embedder) -> int:
 async def count_replies(store: Store) -> int:
     async with store.engine.connect() as conn:
         return (
-            await conn.execute(select(func.count()).select_from(M).where(M.c.role == "assistant", M.c.status == "sent"))
+            await conn.execute(select(func.count()).select_from(M).where(M.c.role == "assistant"))
         ).scalar_one()
 
 

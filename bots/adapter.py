@@ -3,15 +3,27 @@
 An adapter turns platform events into :class:`IncomingMessage` and hands them to a
 handler (the service), then delivers the :class:`Reply` it gets back. Only
 ``send_text`` is required; media fall back to text by default.
+
+Delivery goes through the outbox when the adapter was started with one: the reply is
+claimed, sent part by part (each media file, each text chunk), and every part the
+platform confirms is recorded with its message id. Transient failures (a 5xx, a reset, a
+timeout, a rate limit) are retried with backoff and never turn into an apology; when they
+persist the reply goes back to the outbox, whose sweeper sends it later.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from persona.types import IncomingMessage, MediaFile, Reply
+
+if TYPE_CHECKING:
+    from persona.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +37,25 @@ Admit = Callable[[IncomingMessage], Awaitable[bool]]
 UNSUPPORTED_TEXT = "I can only read text messages for now."
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One message on the wire: a media file, a chunk of text, or (for adapters that show
+    a reply as one thing, like the terminal) the whole reply."""
+
+    media: MediaFile | None = None
+    text: str | None = None
+    quote: bool = False  # the first part quotes the person's message where the platform does
+    whole: bool = False
+
+
+class SendFailed(Exception):
+    """A reply part could not be sent; ``transient`` says whether trying later may work."""
+
+    def __init__(self, message: str, *, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
 class Adapter(abc.ABC):
     platform: str = "abstract"
 
@@ -32,12 +63,19 @@ class Adapter(abc.ABC):
         self.persona = persona
         self._handler: Handler | None = None
         self._admit: Admit | None = None
+        self._outbox: Outbox | None = None
+        # transient send failures: tries per part, and the first backoff (doubling)
+        self.send_attempts = 4
+        self.send_backoff = 0.5
+        self.retry_later_after = 30.0  # s before the outbox sweeper tries a reply again
 
-    async def start(self, handler: Handler, admit: Admit | None = None) -> None:
+    async def start(self, handler: Handler, admit: Admit | None = None, outbox: Outbox | None = None) -> None:
         """Connect and begin delivering messages to ``handler``; returns once started.
-        ``admit`` (optional) is asked before a message's photo is downloaded."""
+        ``admit`` (optional) is asked before a message's photo is downloaded; with an
+        ``outbox`` every stored reply is claimed and recorded as it is delivered."""
         self._handler = handler
         self._admit = admit
+        self._outbox = outbox
         await self.connect()
 
     async def admits(self, msg: IncomingMessage) -> bool:
@@ -67,8 +105,94 @@ class Adapter(abc.ABC):
         async with self.working(msg.chat_id):
             reply = await self._handler(msg)
         if reply is not None:
-            await self.send(reply)
+            await self.deliver(reply)
         return reply
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def parts(self, reply: Reply) -> list[Part]:
+        """What goes on the wire for a reply, in order. By default the whole reply is one
+        part (``send``); platforms that send media and text chunks separately split it."""
+        return [Part(whole=True)]
+
+    async def send_part(self, reply: Reply, part: Part, nonce: str) -> str | None:
+        """Send one part; returns the platform's message id when it gives one. ``nonce``
+        is the same for every attempt at this part (Discord uses it to create it once)."""
+        if part.whole:
+            await self.send(reply)
+        elif part.media is not None:
+            await self.send_media(reply, part.media)
+        elif part.text:
+            await self.send_text(reply.chat_id, part.text, reply_to=reply.reply_to_message_id if part.quote else None)
+        return None
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """Seconds to wait before sending again after ``exc``, or None when it is not
+        transient (the platform refused: trying again would not help)."""
+        if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return 0.0
+        return None
+
+    async def deliver(self, reply: Reply) -> bool:
+        """Send a reply through the outbox (or straight, without one). Returns False when
+        it was not sent now: someone else holds it, or it went back to the outbox after
+        transient failures. A refusal marks it failed and raises."""
+        outbox, rid = self._outbox, reply.message_db_id
+        if outbox is None or rid is None:
+            await self.send(reply)
+            return True
+        done = await outbox.claim(rid)
+        if done is None:
+            log.debug("%s: reply %s is delivered or being sent elsewhere", self.platform, rid)
+            return False
+        parts = self.parts(reply) or [Part(text="")]
+        for i, part in enumerate(parts):
+            if i < done:
+                continue  # confirmed before a crash: never sent twice
+            try:
+                pid = await self._send_with_retries(reply, part, f"vc{rid}p{i}")
+            except SendFailed as exc:
+                if exc.transient:
+                    log.warning("%s: reply %s not delivered yet (%s); the outbox tries again in %.0f s",
+                                self.platform, rid, exc, self.retry_later_after)
+                    await outbox.retry_later(rid, str(exc), self.retry_later_after)
+                    return False
+                await outbox.failed(rid, str(exc))
+                raise
+            await outbox.part_delivered(rid, i + 1, pid, last=i == len(parts) - 1)
+        return True
+
+    async def claim(self, reply: Reply) -> bool:
+        """For replies sent some other way (a Discord interaction's follow-ups): take the
+        reply from the outbox first; False when it is not ours to send."""
+        if self._outbox is None or reply.message_db_id is None:
+            return True
+        return await self._outbox.claim(reply.message_db_id) is not None
+
+    async def delivered(self, reply: Reply, platform_message_id: str | None) -> None:
+        """...and record it delivered once the platform confirmed it."""
+        if self._outbox is not None and reply.message_db_id is not None:
+            await self._outbox.part_delivered(reply.message_db_id, 1, platform_message_id, last=True)
+
+    async def _send_with_retries(self, reply: Reply, part: Part, nonce: str) -> str | None:
+        delay = self.send_backoff
+        for attempt in range(1, self.send_attempts + 1):
+            if part.text == "" and part.media is None and not part.whole:
+                return None  # nothing to say (a reply that is only a record)
+            try:
+                return await self.send_part(reply, part, nonce)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                wait = self.retry_delay(exc)
+                what = f"{type(exc).__name__}: {exc}"[:500]
+                if wait is None:
+                    raise SendFailed(what, transient=False) from exc
+                if attempt == self.send_attempts:
+                    raise SendFailed(what, transient=True) from exc
+                log.info("%s: sending failed (%s); try %d of %d in %.1f s", self.platform, what, attempt + 1,
+                         self.send_attempts, max(wait, delay))
+                await asyncio.sleep(max(wait, delay))
+                delay *= 2
+        return None
 
     def working(self, chat_id: str):
         """A context manager shown while the character works (a typing indicator)."""

@@ -60,7 +60,7 @@ import yarl
 from discord import app_commands
 from discord.http import Route
 
-from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler
+from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler, Part
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -516,13 +516,17 @@ class DiscordAdapter(Adapter):
         try:
             assert self._handler is not None
             reply = await self._handler(msg)
-            if reply is None:
+            if reply is None or not await self.claim(reply):
                 await interaction.delete_original_response()
                 return
+            first: str | None = None
             for media in reply.media:
-                await self._followup_media(interaction, media)
+                sent = await self._followup_media(interaction, media)
+                first = first or sent
             for chunk in split_message(reply.text) if reply.text else []:
-                await interaction.followup.send(chunk)
+                sent_msg = await interaction.followup.send(chunk, wait=True)
+                first = first or str(sent_msg.id)
+            await self.delivered(reply, first)
         except Exception:
             log.exception("discord: slash command /%s failed", name)
             try:
@@ -530,13 +534,15 @@ class DiscordAdapter(Adapter):
             except Exception as exc:
                 log.error("discord: could not apologise for /%s: %s", name, exc)
 
-    async def _followup_media(self, interaction: discord.Interaction, media: MediaFile) -> None:
+    async def _followup_media(self, interaction: discord.Interaction, media: MediaFile) -> str | None:
         try:
-            await interaction.followup.send(media.caption[:MESSAGE_LIMIT] if media.caption else "",
-                                            file=discord.File(media.path, filename=Path(media.path).name))
+            sent = await interaction.followup.send(media.caption[:MESSAGE_LIMIT] if media.caption else "",
+                                                   file=discord.File(media.path, filename=Path(media.path).name), wait=True)
+            return str(sent.id)
         except (OSError, discord.HTTPException) as exc:
             log.warning("discord: could not send %s %s: %s", media.kind, media.path, exc)
             await interaction.followup.send(f"[{media.kind}: {media.caption or Path(media.path).name}]")
+            return None
 
     # -- outgoing ----------------------------------------------------------------------------
 
@@ -565,27 +571,65 @@ class DiscordAdapter(Adapter):
             sent = await channel.send(chunk, reference=ref if i == 0 else None)  # type: ignore[arg-type]
             self._sent_ids.append(sent.id)
 
-    async def send_media(self, reply: Reply, media: MediaFile) -> None:
+    # The outbox sends a reply part by part, each with a nonce made from the reply's id and
+    # the part's place, and discord.py sends ``enforce_nonce`` with it: a part resent after
+    # a crash or a lost answer is created once.
+
+    def parts(self, reply: Reply) -> list[Part]:
+        parts = [Part(media=m, quote=i == 0) for i, m in enumerate(reply.media)]
+        if reply.text:
+            parts += [Part(text=chunk, quote=not parts and i == 0) for i, chunk in enumerate(split_message(reply.text))]
+        return parts
+
+    async def send_part(self, reply: Reply, part: Part, nonce: str) -> str | None:
+        if part.media is not None:
+            return await self.send_media(reply, part.media, nonce=nonce)
+        if part.text:
+            ref = self._reference(reply.chat_id, reply.reply_to_message_id) if part.quote else None
+            sent = await self._channel(reply.chat_id).send(part.text, reference=ref, nonce=nonce)  # type: ignore[arg-type]
+            self._sent_ids.append(sent.id)
+            return str(sent.id)
+        return None
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """Discord's 5xx (after discord.py's own retries), dropped connections and
+        timeouts are transient; a 4xx is the platform's refusal."""
+        if isinstance(exc, discord.DiscordServerError):
+            return 0.0
+        if isinstance(exc, discord.HTTPException):
+            return None
+        if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)):
+            return 0.0
+        return super().retry_delay(exc)
+
+    async def send_media(self, reply: Reply, media: MediaFile, nonce: str | None = None) -> str | None:
         try:
             if media.kind == "voice":
                 try:
-                    await self.send_voice_message(reply.chat_id, media.path)
-                    return
+                    message = await self.send_voice_message(reply.chat_id, media.path, nonce=nonce)
+                    return str(message["id"])
                 except Exception as exc:
+                    if self.retry_delay(exc) is not None:
+                        raise
                     log.warning("discord: voice message failed (%s); sending %s as a file", exc, media.path)
-            await self._send_file(reply.chat_id, media, reply.reply_to_message_id)
+            return await self._send_file(reply.chat_id, media, reply.reply_to_message_id, nonce)
         except (OSError, discord.HTTPException) as exc:
+            if self.retry_delay(exc) is not None:
+                raise  # transient: the outbox tries again rather than falling back to text
             log.warning("discord: could not send %s %s: %s", media.kind, media.path, exc)
             await super().send_media(reply, media)
+            return None
 
-    async def _send_file(self, chat_id: str, media: MediaFile, reply_to: str | None) -> None:
+    async def _send_file(self, chat_id: str, media: MediaFile, reply_to: str | None, nonce: str | None = None) -> str:
         channel = self._channel(chat_id)
         caption = media.caption[:MESSAGE_LIMIT] if media.caption else None
         file = discord.File(media.path, filename=Path(media.path).name)
-        sent = await channel.send(caption, file=file, reference=self._reference(chat_id, reply_to))  # type: ignore[arg-type]
+        sent = await channel.send(caption, file=file, reference=self._reference(chat_id, reply_to),  # type: ignore[arg-type]
+                                  nonce=nonce)
         self._sent_ids.append(sent.id)
+        return str(sent.id)
 
-    async def send_voice_message(self, chat_id: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    async def send_voice_message(self, chat_id: str, path: str | os.PathLike[str], nonce: str | None = None) -> dict[str, Any]:
         """A real voice message: an upload slot (POST /channels/{id}/attachments), the
         OGG/Opus bytes PUT there, then a message with flag 8192 whose attachment carries
         ``duration_secs`` and ``waveform``. Discord shows it as a playable voice note."""
@@ -605,6 +649,7 @@ class DiscordAdapter(Adapter):
         message = await http.request(
             Route("POST", "/channels/{channel_id}/messages", channel_id=int(chat_id)),
             json={
+                **({"nonce": nonce, "enforce_nonce": True} if nonce else {}),
                 "flags": VOICE_MESSAGE_FLAG,
                 "attachments": [{
                     "id": "0", "filename": VOICE_FILENAME, "uploaded_filename": slot["upload_filename"],

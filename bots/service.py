@@ -14,6 +14,7 @@ from generators.embed import get_embedder
 from generators.text import build_text_generator
 from persona.limits import Rate
 from persona.manager import ManagerConfig, PersonaManager
+from persona.outbox import Outbox
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, Reply
 
@@ -47,6 +48,7 @@ class Service:
         self._image = image
         self.store: Store | None = None
         self.manager: PersonaManager | None = None
+        self.outbox: Outbox | None = None
 
     async def __aenter__(self) -> Service:
         try:
@@ -61,6 +63,7 @@ class Service:
         url = s.resolved_database_url
         await upgrade_async(url)
         self.store = Store.from_url(url)
+        self.outbox = Outbox(self.store, max_age=s.outbox_max_age, lease=s.outbox_lease)
         registry = registry_for(s)
         for problem in registry.problems:
             log.error("skipped persona file %s", problem.error)
@@ -247,10 +250,17 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
         started = []
         try:
             for adapter in adapters:
-                await adapter.start(svc.handle, admit=svc.admits)
+                await adapter.start(svc.handle, admit=svc.admits, outbox=svc.outbox)
                 started.append(adapter)
                 log.info("%s adapter live for persona %s", adapter.platform, adapter.persona or "(default)")
-            await stop.wait()
+            assert svc.manager is not None and svc.outbox is not None
+            sweeper = OutboxSweeper(svc.outbox, [(a, svc.manager.registry.get(a.persona).id) for a in started],
+                                    interval=settings.outbox_poll)
+            sweeping = asyncio.create_task(sweeper.run(stop), name="outbox sweeper")
+            try:
+                await stop.wait()
+            finally:
+                await sweeping
         finally:
             # Adapters finish the replies in flight while the manager and database are still up.
             for adapter in reversed(started):
@@ -258,3 +268,47 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
                     await adapter.stop()
                 except Exception:
                     log.exception("stopping the %s adapter failed", adapter.platform)
+
+
+class OutboxSweeper:
+    """Sends what the outbox still holds: on start (what a crash left behind) and every
+    ``interval`` seconds (replies whose first delivery failed, media a worker finished).
+    Replies too old to send are dropped with a log line first."""
+
+    def __init__(self, outbox: Outbox, adapters: list[tuple], interval: float = 2.0):
+        self.outbox = outbox
+        self.adapters = adapters  # (adapter, persona id) pairs
+        self.interval = interval
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        """Look now rather than at the next tick (a job just stored a reply)."""
+        self._poke.set()
+
+    async def sweep(self) -> int:
+        """One pass; returns how many replies were delivered."""
+        delivered = 0
+        await self.outbox.drop_stale()
+        for adapter, persona in self.adapters:
+            for reply in await self.outbox.due(adapter.platform, persona):
+                try:
+                    if await adapter.deliver(reply):
+                        delivered += 1
+                        log.info("outbox: delivered reply %s late on %s", reply.message_db_id, adapter.platform)
+                except Exception as exc:  # noqa: BLE001 - one bad reply must not stop the others
+                    log.error("outbox: reply %s on %s failed: %s", reply.message_db_id, adapter.platform, exc)
+        return delivered
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - a database hiccup: try again next tick
+                log.exception("outbox: sweep failed")
+            self._poke.clear()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._poke.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()

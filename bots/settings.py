@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     local_admin: bool = Field(default=True, description="The terminal chat's user may use admin commands.")
     chat_user: str | None = Field(default=None, description="Who you are in the terminal chat (default: your login name).")
 
+    outbox_max_age: float = Field(default=6 * 3600, gt=0, description="Seconds after which an undelivered reply is dropped, not sent late.")
+    outbox_lease: float = Field(default=60.0, gt=0, description="Seconds a sender holds a reply before another may send it again.")
+    outbox_poll: float = Field(default=2.0, gt=0, description="Seconds between looks at the outbox for replies still due.")
+
     log_level: str = "INFO"
 
     # Telegram (python-telegram-bot): set a token and the character is live there.

@@ -55,7 +55,7 @@ from typing import Any
 
 from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -68,7 +68,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bots.adapter import UNSUPPORTED_TEXT, Adapter
+from bots.adapter import UNSUPPORTED_TEXT, Adapter, Part
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,6 @@ MAX_MESSAGE = 4096  # Telegram's limit for a text message, in UTF-16 code units
 MAX_CAPTION = 1024
 FIRST_ACTION_WAIT = 1.0  # seconds the work waits for the first "typing" to be delivered
 
-#: Answer (private chats only) to stickers, photos, documents, locations, polls, voice...
 #: Answer (private chats only) to an edit of an earlier message.
 EDITED_TEXT = "I can't see edits to earlier messages. Could you send it again as a new message?"
 #: Answer to a photo over ``max_download_bytes`` ({mb}: the limit in MB).
@@ -638,7 +637,36 @@ class TelegramAdapter(Adapter):
             await self.bot.send_message(chat_id=_chat(chat_id), text=part, reply_parameters=reply_parameters)
             reply_parameters = None  # only the first part quotes the person
 
-    async def send_media(self, reply: Reply, media: MediaFile) -> None:
+    # The outbox sends a reply part by part. Telegram has no idempotency key for sends:
+    # between the Bot API's answer and the one UPDATE that records it, a crash would send
+    # that part again on restart. That window is kept to the single UPDATE.
+
+    def parts(self, reply: Reply) -> list[Part]:
+        parts = [Part(media=m, quote=i == 0) for i, m in enumerate(reply.media)]
+        if reply.text:
+            parts += [Part(text=chunk, quote=not parts and i == 0) for i, chunk in enumerate(split_message(reply.text))]
+        return parts
+
+    async def send_part(self, reply: Reply, part: Part, nonce: str) -> str | None:
+        if part.media is not None:
+            return await self.send_media(reply, part.media)
+        if part.text:
+            params = self._reply_parameters(reply.chat_id, reply.reply_to_message_id) if part.quote else None
+            sent = await self.bot.send_message(chat_id=_chat(reply.chat_id), text=part.text, reply_parameters=params)
+            return str(sent.message_id)
+        return None
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """Flood control waits as long as Telegram asks; network errors, timeouts and 5xx
+        answers (PTB's NetworkError, but not BadRequest) are worth another try."""
+        if isinstance(exc, RetryAfter):
+            ra = exc.retry_after
+            return float(ra.total_seconds() if hasattr(ra, "total_seconds") else ra)
+        if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
+            return 0.0
+        return super().retry_delay(exc)
+
+    async def send_media(self, reply: Reply, media: MediaFile) -> str | None:
         path = Path(media.path)
         caption = media.caption or None
         late_caption = None
@@ -657,18 +685,19 @@ class TelegramAdapter(Adapter):
         async with self.working(reply.chat_id, _MEDIA_ACTIONS.get(kind, ChatAction.UPLOAD_DOCUMENT)):
             data = path.read_bytes()
             if kind == "image":
-                await self.bot.send_photo(photo=data, filename=path.name, **common)
+                sent = await self.bot.send_photo(photo=data, filename=path.name, **common)
             elif kind == "voice":
-                await self.bot.send_voice(voice=data, filename=path.name, duration=duration, **common)
+                sent = await self.bot.send_voice(voice=data, filename=path.name, duration=duration, **common)
             elif kind == "audio":
-                await self.bot.send_audio(audio=data, filename=path.name, duration=duration, **common)
+                sent = await self.bot.send_audio(audio=data, filename=path.name, duration=duration, **common)
             elif kind == "video":
-                await self.bot.send_video(video=data, filename=path.name, duration=duration,
-                                          supports_streaming=True, **common)
+                sent = await self.bot.send_video(video=data, filename=path.name, duration=duration,
+                                                 supports_streaming=True, **common)
             else:
-                await self.bot.send_document(document=data, filename=path.name, **common)
+                sent = await self.bot.send_document(document=data, filename=path.name, **common)
         if late_caption:
             await self.send_text(reply.chat_id, late_caption)
+        return str(sent.message_id)
 
 
 def _chat(chat_id: str) -> int | str:

@@ -137,6 +137,14 @@ class Message(Base):
             sqlite_where=text("status IN ('received', 'processing', 'failed')"),
             postgresql_where=text("status IN ('received', 'processing', 'failed')"),
         ),
+        # The outbox: replies not yet delivered (few), found by when they may be tried.
+        Index(
+            "ix_messages_due",
+            "status",
+            "next_try_at",
+            sqlite_where=text("status IN ('due', 'sending')"),
+            postgresql_where=text("status IN ('due', 'sending')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -147,10 +155,18 @@ class Message(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(100))
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
     media: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    # incoming: received -> processing -> answered | failed ; replies: sent
+    # incoming: received -> processing -> answered | failed (| ignored | limited)
+    # replies (the outbox): due -> sending (a lease until next_try_at) -> delivered
+    #   | failed (the platform refused it) | dropped (too old to send late)
     status: Mapped[str] = mapped_column(String(16), default="received")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # outbox bookkeeping: send attempts, parts (media, text chunks) the platform confirmed,
+    # when the reply may next be tried (or when a sender's lease ends), when it arrived
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parts_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
 
 
 class Memory(Base):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import time
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 ID_CACHE_SIZE = 50_000
 # Memories kept per person and persona; past this the least important (then oldest) go.
 MAX_MEMORIES_PER_PERSON = 500
+# The outbox: seconds a new reply is left to the turn that made it before the sweeper may
+# take it, and how long a sender holds a reply it is sending before others may retry it.
+OUTBOX_GRACE = 15.0
+OUTBOX_LEASE = 60.0
 
 
 def new_memory_version() -> int:
@@ -386,13 +390,20 @@ class Store:
 
     async def store_reply(
         self, conversation_id: int, incoming_id: int | None, text: str, *, media: list[Any] | None = None,
-        status: str = "sent", incoming_status: str = "answered", error: str | None = None,
+        status: str = "due", incoming_status: str = "answered", error: str | None = None,
+        sweep_after: float = OUTBOX_GRACE,
     ) -> int:
+        """Store a reply as due for delivery (the outbox) and mark what it answers.
+        The turn's own adapter delivers it at once; the outbox sweeper takes it only if
+        it is still due ``sweep_after`` seconds from now (a crash in between)."""
+        now = utcnow()
+
         def tx(conn: Connection) -> int:
             rid = conn.execute(
                 M.insert()
                 .values(conversation_id=conversation_id, user_id=None, role="assistant", text=text,
-                        reply_to_id=incoming_id, media=media or [], status=status, created_at=utcnow())
+                        reply_to_id=incoming_id, media=media or [], status=status, created_at=now,
+                        next_try_at=now + timedelta(seconds=sweep_after))
                 .returning(M.c.id)
             ).scalar_one()
             if incoming_id is not None:
@@ -400,6 +411,99 @@ class Store:
             return rid
 
         return await self._write_sync(tx)
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    async def claim_reply(self, message_id: int, lease: float = OUTBOX_LEASE) -> int | None:
+        """Take a due reply for sending (or one whose sender's lease ran out): returns how
+        many of its parts were already delivered, or None when it is not ours to send
+        (delivered, being sent by someone else, dropped)."""
+        now = utcnow()
+        async with self.write() as conn:
+            return (
+                await conn.execute(
+                    update(M)
+                    .where(
+                        M.c.id == message_id,
+                        (M.c.status == "due") | ((M.c.status == "sending") & (M.c.next_try_at <= now)),
+                    )
+                    .values(status="sending", next_try_at=now + timedelta(seconds=lease), attempts=M.c.attempts + 1)
+                    .returning(M.c.parts_done)
+                )
+            ).scalar()
+
+    async def reply_part_delivered(
+        self, message_id: int, parts_done: int, platform_message_id: str | None, *, last: bool
+    ) -> None:
+        """One part (a media file, a text chunk) reached the platform: one UPDATE, the only
+        step between the platform's answer and the record of it."""
+        values: dict[str, Any] = {"parts_done": parts_done}
+        if platform_message_id is not None:
+            values["platform_message_id"] = func.coalesce(M.c.platform_message_id, platform_message_id)
+        if last:
+            values.update(status="delivered", delivered_at=utcnow(), error=None, next_try_at=None)
+        async with self.write() as conn:
+            await conn.execute(update(M).where(M.c.id == message_id, M.c.status == "sending").values(**values))
+
+    async def reply_retry_later(self, message_id: int, error: str, delay: float) -> None:
+        """A transient failure (a 5xx, a reset, a timeout): due again after ``delay`` s."""
+        async with self.write() as conn:
+            await conn.execute(
+                update(M).where(M.c.id == message_id, M.c.status == "sending")
+                .values(status="due", error=error[:2000], next_try_at=utcnow() + timedelta(seconds=delay))
+            )
+
+    async def reply_failed(self, message_id: int, error: str) -> None:
+        """The platform refused the reply for good (blocked by the person, a bad request)."""
+        async with self.write() as conn:
+            await conn.execute(
+                update(M).where(M.c.id == message_id, M.c.status.in_(("due", "sending")))
+                .values(status="failed", error=error[:2000], next_try_at=None)
+            )
+
+    async def due_replies(
+        self, platform: str, persona_slug: str, limit: int = 50, *, made_before: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Replies the outbox should send now for one adapter, oldest first: due ones
+        whose time has come and ones whose sender's lease ran out (a crash mid-send).
+        ``made_before`` (this process's start): due replies made before it are taken at
+        once, since no turn of this process is about to deliver them."""
+        now = utcnow()
+        ready = M.c.next_try_at <= now
+        if made_before is not None:
+            ready = ready | ((M.c.status == "due") & (M.c.created_at < made_before) & (M.c.attempts == 0))
+        Q = M.alias("q")  # the message each reply answers, for its platform id
+        query = (
+            select(M.c.id, M.c.text, M.c.media, M.c.created_at, M.c.attempts, C.c.platform_chat_id,
+                   Q.c.platform_message_id.label("reply_to"))
+            .join(C, C.c.id == M.c.conversation_id)
+            .join(P, P.c.id == C.c.persona_id)
+            .outerjoin(Q, Q.c.id == M.c.reply_to_id)
+            .where(M.c.status.in_(("due", "sending")), ready,
+                   C.c.platform == platform, P.c.slug == persona_slug)
+            .order_by(M.c.id)
+            .limit(limit)
+        )
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def drop_stale_replies(self, max_age: float) -> list[int]:
+        """Replies still undelivered ``max_age`` seconds after they were made are dropped
+        (a late answer to an old message is worse than none); returns their ids."""
+        cutoff = utcnow() - timedelta(seconds=max_age)
+        async with self.write() as conn:
+            return list((
+                await conn.execute(
+                    update(M)
+                    .where(M.c.status.in_(("due", "sending")), M.c.next_try_at <= utcnow(), M.c.created_at < cutoff)
+                    .values(status="dropped", next_try_at=None)
+                    .returning(M.c.id)
+                )
+            ).scalars())
+
+    async def outbox_depth(self) -> int:
+        async with self.read() as conn:
+            return (await conn.execute(select(func.count()).select_from(M).where(M.c.status.in_(("due", "sending"))))).scalar_one()
 
     async def set_platform_message_id(self, message_id: int, platform_message_id: str) -> None:
         async with self.write() as conn:

@@ -17,6 +17,7 @@ from persona.cleaning import clean_reply
 from persona.limits import Rate, RateLimiter
 from persona.lorebook import triggered_entries
 from persona.memory import MemoryStore, extract_facts, parse_model_memories
+from persona.outbox import media_record
 from persona.prompt import Turn, build_messages, system_prompt, trim_for_model
 from persona.registry import PersonaRegistry
 from persona.types import IncomingMessage, MediaFile, Reply
@@ -501,7 +502,7 @@ class PersonaManager:
         media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
         rid = await self.store.store_reply(
             incoming.conversation_id, incoming.message_id, caption,
-            media=[{"kind": "image", "asset_id": asset, "path": str(result.path)}],
+            media=[media_record(media, asset)],
         )
         return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
 
@@ -551,7 +552,7 @@ class PersonaManager:
                             "part": note.part, "parts": note.parts}, duration=note.duration,
             )
             files.append(MediaFile(kind="voice", path=str(note.path), mime=note.mime_type, duration=note.duration))
-            records.append({"kind": "voice", "asset_id": asset, "path": str(note.path)})
+            records.append(media_record(files[-1], asset))
         rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, text, media=records)
         return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id,
                      media=tuple(files), message_db_id=rid)

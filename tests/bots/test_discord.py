@@ -63,10 +63,10 @@ class Bots:
         self.fake = fake
         self.adapters: list[DiscordAdapter] = []
 
-    async def start(self, handler, persona: str = "mira", admit=None, **kw) -> DiscordAdapter:
+    async def start(self, handler, persona: str = "mira", admit=None, outbox=None, **kw) -> DiscordAdapter:
         kw.setdefault("gateway_url", self.fake.gateway_url)
         a = DiscordAdapter(self.fake.token, persona, api_url=self.fake.api_url, guild_ready_timeout=0.05, **kw)
-        await a.start(handler, admit=admit)
+        await a.start(handler, admit=admit, outbox=outbox)
         self.adapters.append(a)
         return a
 
@@ -549,3 +549,28 @@ async def test_art_photos_of_limited_or_blocked_people_are_never_downloaded(fake
         await m.close()
     assert len(fake.sent) == 3  # the blocked person is not answered ...
     assert len(fake.cdn_downloads) == 1  # ... and neither their photo nor the limited one was fetched
+
+
+async def test_a_send_whose_answer_is_lost_is_created_once_by_its_nonce(fake, bots, store, registry, embedder):
+    from sqlalchemy import select
+
+    from persona.outbox import Outbox
+
+    m = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, ManagerConfig())
+    await m.start()
+    try:
+        await bots.start(m.handle, outbox=Outbox(store))
+        # Discord creates the message but the answer is lost (a 502 from the gateway in front):
+        # discord.py sends the same request again, with the same nonce.
+        fake.fail_next(r"^/channels/\d+/messages$", status=502, method="POST", after=True)
+        fake.push_message(None, "Zoe", "What's your favourite food?", guild=False)
+        [reply] = await fake.wait_for_sent(1)
+        await fake.wait_for(lambda: fake.nonce_repeats == 1, timeout=15, what="the resend")
+        await quiet(fake)
+    finally:
+        await m.close()
+    assert len(fake.sent) == 1 and "pork buns" in reply.content  # created once
+    assert reply.payload.get("nonce") and reply.payload.get("enforce_nonce") is True
+    async with store.read() as conn:
+        [row] = (await conn.execute(select(Message).where(Message.role == "assistant"))).all()
+    assert row.status == "delivered" and row.platform_message_id == reply.id

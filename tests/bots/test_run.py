@@ -87,6 +87,51 @@ async def test_run_serves_telegram_and_discord_at_once_and_stops_cleanly(tmp_pat
     assert len([m for m in dc.sent if "Comet" in m.content]) == 1
 
 
+async def test_a_reply_on_the_wire_when_run_is_killed_is_answered_once_after_restart(tmp_path):
+    """SIGKILL while the reply is in flight (the Bot API has the request and has not
+    answered), then `vchar run` again on the same data: the message is answered, once."""
+    async with FakeTelegramServer(token="123456:TESTTOKEN") as tg:
+        env = {
+            **os.environ,
+            "VCHAR_DATA_DIR": str(tmp_path / "data"),
+            "VCHAR_TELEGRAM_TOKEN": "123456:TESTTOKEN",
+            "VCHAR_TELEGRAM_API_URL": tg.api_url,
+            "VCHAR_TELEGRAM_POLL_TIMEOUT": "1",
+            "VCHAR_OUTBOX_LEASE": "2",
+            "VCHAR_OUTBOX_POLL": "0.5",
+        }
+        env.pop("VCHAR_DATABASE_URL", None)
+
+        async def start():
+            return await asyncio.create_subprocess_exec(
+                VCHAR, "run", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=env,
+            )
+
+        tg.hold_next("sendMessage")
+        update = tg.push_message(1001, "Zoe", "What's your favourite food?")
+        proc = await start()
+        try:
+            for _ in range(900):
+                if tg.held or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert tg.held, "the reply never went out"
+            proc.kill()  # SIGKILL: no clean-up of any kind
+            await proc.wait()
+            proc = await start()
+            [sent] = await tg.wait_for_sent(1, timeout=90, chat_id=1001)
+            await asyncio.sleep(3)  # a second copy would come within a lease and a poll
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()[-3000:]
+    assert "pork buns" in sent.text and sent.text == tg.held[0].text
+    assert len(tg.sent_to(1001)) == 1
+    assert tg.deliveries[update["update_id"]] >= 1
+
+
 async def test_run_with_a_bad_telegram_token_says_so(tmp_path):
     async with FakeTelegramServer(token="123456:RIGHT") as tg:
         env = {**os.environ, "VCHAR_DATA_DIR": str(tmp_path / "data"), "VCHAR_TELEGRAM_TOKEN": "123456:WRONG",

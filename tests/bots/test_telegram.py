@@ -19,6 +19,7 @@ from bots.telegram import (
 )
 from generators.text.lite import LiteTextGenerator
 from persona.manager import ManagerConfig, PersonaManager
+from persona.outbox import Outbox
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, MediaFile, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -60,13 +61,15 @@ async def running(tg, store=None, embedder=None, *, registry=None, text=None, ha
         await manager.start()
     kw.setdefault("poll_timeout", 1)
     adapter = TelegramAdapter(tg.token, persona, api_url=tg.api_url, **kw)
+    adapter.send_backoff = 0.05
     bot = Bot(adapter, manager)
+    outbox = Outbox(store) if store is not None else None
 
     async def handle(msg: IncomingMessage):
         bot.seen.append(msg)
         return await (handler(msg) if handler is not None else manager.handle(msg))
 
-    await adapter.start(handle, admit=admit)
+    await adapter.start(handle, admit=admit, outbox=outbox)
     try:
         yield bot
     finally:
@@ -209,6 +212,56 @@ async def test_redelivery_after_a_crash_is_not_answered_twice(tg, store, embedde
     assert tg.deliveries[first["update_id"]] == 2
     texts = [c.text for c in tg.sent_to(ZOE)]
     assert len(texts) == 2 and "pork buns" in texts[0] and texts[1].startswith("Just talk to me!")
+
+
+async def _replies(store) -> list[dict]:
+    from sqlalchemy import select
+
+    from db.models import Message
+
+    async with store.read() as conn:
+        rows = (await conn.execute(select(Message.__table__).where(Message.__table__.c.role == "assistant"))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def test_a_502_on_a_send_is_sent_again_not_apologised_for(tg, store, embedder):
+    tg.fail_next("sendMessage", status=502, description="Bad Gateway")
+    async with running(tg, store, embedder):
+        tg.push_message(ZOE, "Zoe", "What's your favourite food?", user_id=ZOE)
+        [reply] = await tg.wait_for_sent(1, chat_id=ZOE)
+        await asyncio.sleep(0.3)
+    attempts = message_calls(tg, ZOE)
+    assert [c.status for c in attempts] == [502, 200]
+    assert attempts[0].text == attempts[1].text and "pork buns" in reply.text
+    assert not any(APOLOGY_TEXT in (c.text or "") for c in tg.calls)
+    [row] = await _replies(store)
+    assert row["status"] == "delivered" and row["platform_message_id"] == str(reply.result["message_id"])
+
+
+async def test_a_reply_a_crash_left_undelivered_is_sent_once_on_restart(tg, store, embedder):
+    from bots.service import OutboxSweeper
+
+    # The first run stored the message and its reply, then died before sending it.
+    manager = PersonaManager(store, PersonaRegistry([SAMPLES]), LiteTextGenerator(embedder), embedder, ManagerConfig())
+    await manager.start()
+    update = tg.push_message(ZOE, "Zoe", "What's your favourite food?", user_id=ZOE)
+    m = update["message"]
+    reply = await manager.handle(IncomingMessage(platform="telegram", chat_id=str(ZOE), user_id=str(ZOE), user_name="Zoe",
+                                                 text=m["text"], message_id=str(m["message_id"]), persona="mira"))
+    await manager.close()
+    assert reply is not None and not tg.sent_to(ZOE)
+    # The next run: Telegram hands the unconfirmed update over again, and the outbox is swept.
+    async with running(tg, store, embedder) as bot:
+        stop = asyncio.Event()
+        sweeper = OutboxSweeper(Outbox(store), [(bot.adapter, "mira")], interval=0.1)
+        task = asyncio.create_task(sweeper.run(stop))
+        [sent] = await tg.wait_for_sent(1, chat_id=ZOE)
+        await tg.wait_for_delivery(update["update_id"])
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+    assert len(tg.sent_to(ZOE)) == 1 and sent.text == reply.text  # answered once, with the stored reply
+    assert (await store.message(reply.message_db_id))["status"] == "delivered"
 
 
 # -- unsupported input, errors, ordering (no database needed) ---------------------------------

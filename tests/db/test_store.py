@@ -309,7 +309,7 @@ async def test_store_reply_marks_incoming_answered(store):
 
     reply = await store.message(rid)
     assert reply["role"] == "assistant"
-    assert reply["status"] == "sent"
+    assert reply["status"] == "due"  # in the outbox until the platform confirms it
     assert reply["reply_to_id"] == inc.message_id
     assert reply["text"] == "great, you?"
     assert (await store.message(inc.message_id))["status"] == "answered"

@@ -15,7 +15,8 @@ What it serves
 --------------
 REST (under ``/api/v10``, every JSON answer with exactly ``Content-Type: application/json``):
 ``GET /users/@me``, ``GET /oauth2/applications/@me``, ``GET /gateway``, ``GET /gateway/bot``,
-``POST /channels/{id}/messages`` (JSON, or multipart ``payload_json`` + ``files[n]``),
+``POST /channels/{id}/messages`` (JSON, or multipart ``payload_json`` + ``files[n]``; a
+``nonce`` with ``enforce_nonce`` seen before in the channel answers the message it made),
 ``POST /channels/{id}/typing`` (204), ``POST /channels/{id}/attachments`` (an upload slot
 whose ``upload_url`` points back here, ``PUT`` the bytes there),
 ``PUT /applications/{app}/commands`` and ``PUT /applications/{app}/guilds/{guild}/commands``
@@ -143,6 +144,7 @@ class _Fault:
     status: int
     retry_after: float
     is_global: bool
+    after: bool = False  # the request is carried out, then its answer is lost
 
 
 @dataclass(eq=False)
@@ -192,6 +194,8 @@ class FakeDiscordServer:
         self.messages: dict[str, dict[str, Any]] = {}  # every message payload, pushed or sent
         # What the bot did.
         self.sent: list[SentMessage] = []
+        self._nonces: dict[tuple[str, str], str] = {}  # (channel, nonce) -> message id
+        self.nonce_repeats = 0  # creates answered with an earlier message because of their nonce
         self.typing: list[str] = []  # channel ids, one per POST /typing
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> last bulk overwrite
         self.command_puts: list[tuple[str, list[dict[str, Any]]]] = []
@@ -536,11 +540,14 @@ class FakeDiscordServer:
         status: int = 429,
         method: str | None = None,
         is_global: bool = False,
+        after: bool = False,
     ) -> None:
         """The next ``n`` API requests whose path (below ``/api/v10``) matches the regex
         ``path_pattern`` fail: 429 by default, with ``retry_after`` in the JSON body and
-        ``Via``/``Retry-After``/``X-RateLimit-*`` headers as Discord sends them."""
-        self._faults.append(_Fault(re.compile(path_pattern), method, n, status, retry_after, is_global))
+        ``Via``/``Retry-After``/``X-RateLimit-*`` headers as Discord sends them.
+        ``after``: the request is carried out first and only its answer is replaced by the
+        failure, as when a gateway times out on a message Discord did create."""
+        self._faults.append(_Fault(re.compile(path_pattern), method, n, status, retry_after, is_global, after))
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
@@ -570,6 +577,8 @@ class FakeDiscordServer:
         rel = path[len(API_PREFIX):] if api else path
         response: web.StreamResponse
         if api and (fault := self._take_fault(request.method, rel)) is not None:
+            if fault.after:
+                await handler(request)
             response = self._fault_response(fault)
         elif api and not self._authorized(request, rel):
             response = _error(401, "401: Unauthorized")
@@ -691,6 +700,13 @@ class FakeDiscordServer:
             return _error(400, "Cannot send an empty message", 50006)
         if errors:
             return _error(400, "Invalid Form Body", 50035, errors)
+        nonce = payload.get("nonce")
+        if nonce is not None and payload.get("enforce_nonce"):
+            # the same nonce from the same author within minutes: the message made the first time
+            earlier = self._nonces.get((channel_id, str(nonce)))
+            if earlier is not None:
+                self.nonce_repeats += 1
+                return _json(self.messages[earlier])
         mid = self.new_id()
         att_out = []
         for i, f in enumerate(files):
@@ -716,6 +732,8 @@ class FakeDiscordServer:
             flags=flags, message_id=mid, reply_to=(ref or {}).get("message_id"),
             webhook_id=self.application_id if via != "channel" else None,
         )
+        if nonce is not None and payload.get("enforce_nonce"):
+            self._nonces[(channel_id, str(nonce))] = mid
         self.sent.append(SentMessage(
             id=mid, channel_id=channel_id, content=content, flags=flags, attachments=atts_in, files=files,
             payload=payload, message_reference=ref, via=via, interaction_token=token, multipart=multipart,

@@ -131,6 +131,9 @@ class FakeTelegramServer:
         self.commands: list[dict[str, str]] = []
         self.webhook_url = ""
         self._faults: dict[str, list[tuple[int, float | None, str | None]]] = {}
+        self._holds: Counter[str] = Counter()  # method -> calls to take in and never answer
+        self._released = asyncio.Event()
+        self.held: list[Call] = []  # calls taken in and left unanswered (nothing was sent)
         self._update_ids = itertools.count(1000)
         self._message_ids: dict[int, itertools.count] = {}
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat_id, message_id) -> Message
@@ -176,6 +179,7 @@ class FakeTelegramServer:
         return self
 
     async def stop(self) -> None:
+        self._released.set()  # held calls end with the server
         async with self._changed:
             self._poll_generation += 1
             self._changed.notify_all()
@@ -246,6 +250,11 @@ class FakeTelegramServer:
         """The next ``n`` calls of ``method`` fail with ``status`` (a 429 carries ``parameters.retry_after``)."""
         for _ in range(n):
             self._faults.setdefault(method, []).append((status, retry_after if status == 429 else None, description))
+
+    def hold_next(self, method: str, n: int = 1) -> None:
+        """The next ``n`` calls of ``method`` are read and never answered (nothing is sent):
+        a request on the wire when the bot is killed."""
+        self._holds[method] += n
 
     def unconfirm(self, offset: int = 0) -> None:
         """Forget confirmations down to ``offset``: as if the bot crashed before confirming."""
@@ -474,6 +483,13 @@ class FakeTelegramServer:
             return _answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         fields, files = await self._params(request)
         call = Call(method, fields, files)
+        if self._holds[method] > 0:
+            self._holds[method] -= 1
+            call.status = 0
+            self.held.append(call)
+            self._notify()
+            await self._released.wait()
+            return _answer(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
         self.calls.append(call)
         try:
             faults = self._faults.get(method)

@@ -186,7 +186,7 @@ async def test_card_imports_chats_and_exports_unchanged(case, store, embedder, t
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(Message.role, Message.status))).all()
     assert {r.status for r in rows if r.role == "user"} == {"answered"}, transcript
-    assert {r.status for r in rows if r.role == "assistant"} == {"sent"}, transcript
+    assert {r.status for r in rows if r.role == "assistant"} == {"due"}, transcript  # in the outbox: no adapter here
 
     for i, r in enumerate(replies):
         assert r not in replies[max(0, i - RECENT_REPLIES) : i], f"reply {i} repeated:\n{transcript}"

@@ -45,7 +45,7 @@ async def test_reply_is_in_character_and_both_sides_are_stored(store, registry, 
     assert "pork buns" in reply.text  # from the card's own example dialogue
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(Message.role, Message.text, Message.status).order_by(Message.id))).all()
-    assert [(r.role, r.status) for r in rows] == [("user", "answered"), ("assistant", "sent")]
+    assert [(r.role, r.status) for r in rows] == [("user", "answered"), ("assistant", "due")]  # due: the outbox sends it
     assert rows[1].text == reply.text
 
 
