@@ -23,9 +23,11 @@ app = typer.Typer(help="vchar: virtual characters that chat, remember, and live 
 persona_app = typer.Typer(help="List, show, import and export personas.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 memory_app = typer.Typer(help="What a character remembers about a person.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Media jobs: list, show, retry, cancel.", no_args_is_help=True)
 app.add_typer(persona_app, name="persona")
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
+app.add_typer(jobs_app, name="jobs")
 
 
 def _mount_media_commands() -> None:
@@ -104,7 +106,7 @@ async def _chat(settings: Settings, persona: str | None, user: str | None) -> in
     async with Service(settings) as svc:
         assert svc.manager is not None
         adapter = TerminalAdapter(p.id, user=user or settings.chat_user, char_name=p.name)
-        await adapter.start(svc.handle)
+        await adapter.start(svc.handle, outbox=svc.outbox)
         try:
             return await adapter.run()
         finally:
@@ -151,6 +153,27 @@ def run(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug loggi
     except Exception as exc:  # a bad token, an unreachable platform: say so, no traceback
         logging.getLogger("vchar").debug("service failed", exc_info=True)
         _fail(f"{type(exc).__name__}: {exc}")
+
+
+@app.command()
+def worker(
+    kinds: Optional[str] = typer.Option(None, "--kinds", "-k", help="Job kinds to take, e.g. image,voice (default: all it can make)."),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Jobs of each kind at once."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Make media for the service: take jobs from VCHAR_QUEUE_URL, write files under
+    VCHAR_MEDIA_DIR (shared with the service), record results in the database."""
+    from bots.service import run_worker
+    from generators.jobs.distributed import QueueUnavailable
+
+    settings = _settings(verbose)
+    wanted = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    try:
+        asyncio.run(run_worker(settings, wanted, concurrency=concurrency))
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, QueueUnavailable) as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -348,6 +371,87 @@ async def _with_manager(settings: Settings, fn):
 
     async with Service(settings) as svc:
         return await fn(svc.manager)
+
+
+async def _with_jobs(settings: Settings, fn):
+    from db.jobs import JobTable
+    from db.migrate import upgrade_async
+    from db.store import Store
+
+    settings.ensure_dirs()
+    url = settings.resolved_database_url
+    await upgrade_async(url)
+    store = Store.from_url(url)
+    try:
+        return await fn(JobTable(store))
+    finally:
+        await store.close()
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Optional[str] = typer.Option(None, "--status", "-s", help="queued, running, done, failed or cancelled."),
+    limit: int = typer.Option(30, "--limit", "-n"),
+) -> None:
+    """The newest jobs, and how many wait and run by kind."""
+    settings = _settings(quiet=True)
+
+    async def go(table):
+        return await table.list(status, limit), await table.depth()
+
+    rows, depth = asyncio.run(_with_jobs(settings, go))
+    if not rows:
+        out.print("No jobs" + (f" {status}." if status else "."), markup=False, highlight=False)
+        return
+    table = Table("id", "kind", "status", "progress", "attempts", "who", "created", title="jobs")
+    for j in rows:
+        table.add_row(str(j.id), j.kind, j.status, f"{j.progress:.0%} {j.stage}".strip(), f"{j.attempts}/{j.max_attempts}",
+                      j.requester or "", f"{j.created_at:%Y-%m-%d %H:%M:%S}")
+    out.print(table)
+    out.print("queue: " + (", ".join(f"{k}: {n}" for k, n in sorted(depth.items())) or "empty"), markup=False,
+              highlight=False)
+
+
+def _job_or_fail(settings: Settings, job_id: int, action=None):
+    async def go(table):
+        ok = await action(table) if action is not None else True
+        return ok, await table.get(job_id)
+
+    ok, job = asyncio.run(_with_jobs(settings, go))
+    if job is None:
+        _fail(f"there is no job {job_id} (see vchar jobs list)")
+    return ok, job
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int = typer.Argument(..., help="The job's id.")) -> None:
+    """One job in full: parameters, state, progress, error and result."""
+    import json
+
+    settings = _settings(quiet=True)
+    _, job = _job_or_fail(settings, job_id)
+    data = {k: getattr(job, k) for k in job.__slots__}
+    out.print_json(json.dumps(data, default=str))
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: int = typer.Argument(..., help="A failed or cancelled job's id.")) -> None:
+    """Queue a failed or cancelled job again (its attempts start over)."""
+    settings = _settings(quiet=True)
+    ok, job = _job_or_fail(settings, job_id, lambda t: t.retry(job_id))
+    if not ok:
+        _fail(f"job {job_id} is {job.status}: only failed or cancelled jobs can be retried")
+    out.print(f"job {job_id} queued again; a running worker takes it", markup=False, highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int = typer.Argument(..., help="A queued or running job's id.")) -> None:
+    """Cancel a queued or running job (a running one stops at its next progress step)."""
+    settings = _settings(quiet=True)
+    ok, job = _job_or_fail(settings, job_id, lambda t: t.cancel(job_id))
+    if not ok:
+        _fail(f"job {job_id} is already {job.status}")
+    out.print(f"job {job_id} cancelled", markup=False, highlight=False)
 
 
 @memory_app.command("show")

@@ -383,7 +383,22 @@ class Doctor:
                          f"{', '.join(sorted(heads))}", "vchar db upgrade (vchar run also does it at start)")
 
     def check_queue(self) -> None:
-        self.add("jobs", "ok", "in-process job worker (no queue configured)")
+        s = self.settings
+        assert s is not None
+        if not s.queue_url:
+            self.add("jobs", "ok", "in-process job worker (no queue configured)")
+            return
+        from generators.jobs.distributed import QueueUnavailable, check_reachable
+        from generators.redact import public_url
+
+        try:
+            asyncio.run(check_reachable(s.queue_url))
+        except QueueUnavailable as exc:
+            self.add(public_url(s.queue_url), "error", str(exc).split(";")[0],
+                     "start Redis, fix VCHAR_QUEUE_URL, or unset it to make media in the service")
+            return
+        self.add(public_url(s.queue_url), "ok", "reachable; media is made by `vchar worker` processes",
+                 f"start one: VCHAR_QUEUE_URL=... vchar worker (media files under {s.media_dir}, shared with workers)")
 
     def check_platforms(self) -> None:
         s = self.settings

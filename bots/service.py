@@ -37,6 +37,77 @@ def registry_for(settings: Settings) -> PersonaRegistry:
     return PersonaRegistry([SAMPLES, settings.resolved_personas_dir], default=settings.default_persona)
 
 
+def media_backends(s: Settings, image=None):
+    """The image and voice backends the settings describe; one that cannot be built is
+    logged and left out (chat goes on without it)."""
+    if image is None:
+        from bots.image_cli import build_from_settings
+        from bots.settings import ImageSettings
+
+        try:
+            image = build_from_settings(s, ImageSettings())
+        except Exception as exc:  # selfies are optional: chat goes on without them
+            log.error("image backend not available, selfies are off: %s", exc)
+    voice = None
+    try:
+        from generators.voice import VoiceGenerator, VoiceSettings, backend_from_settings
+
+        vs = VoiceSettings()
+        voice = VoiceGenerator(backend_from_settings(vs, cache_dir=s.voice_cache_dir),
+                               s.media_dir / "voice", max_note_chars=vs.voice_max_note_chars, fmt=vs.voice_format)
+    except Exception as exc:  # voice notes are optional: replies go out as text
+        log.error("voice backend not available, voice notes are off: %s", exc)
+    return image, voice
+
+
+async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.Event | None = None,
+                     concurrency: int = 1) -> None:
+    """`vchar worker`: make media for the service through the queue until stopped."""
+    from db.jobs import JobTable
+    from generators.jobs import Worker
+    from generators.jobs.distributed import serve_worker
+    from generators.jobs.runners import image_runner, voice_runner
+    from persona.media import MediaJobs
+
+    if not settings.queue_url:
+        raise ValueError("vchar worker takes its jobs from the queue: set VCHAR_QUEUE_URL (the same redis:// URL "
+                         "and VCHAR_DATABASE_URL as the service)")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    settings.ensure_dirs()
+    url = settings.resolved_database_url
+    await upgrade_async(url)
+    store = Store.from_url(url)
+    image, voice = media_backends(settings)
+    runners = {}
+    if image is not None:
+        runners["image"] = image_runner(image)
+    if voice is not None:
+        runners["voice"] = voice_runner(voice)
+    wanted = kinds or sorted(runners)
+    missing = [k for k in wanted if k not in runners]
+    if missing:
+        await store.close()
+        raise ValueError(f"this worker cannot make {', '.join(missing)}: its backend is not available here "
+                         f"(see the log above; it can make {', '.join(sorted(runners)) or 'nothing'})")
+    table = JobTable(store)
+    media = MediaJobs(store, table, uploads=settings.media_dir / "uploads")
+    worker = Worker(table, runners, on_done=media.on_done, on_failed=media.on_failed, kinds=wanted,
+                    concurrency={k: concurrency for k in wanted}, lease=settings.job_lease, poll=5.0)
+    log.info("vchar worker %s: making %s", worker.name, ", ".join(wanted))
+    try:
+        await serve_worker(worker, settings.queue_url, stop, concurrency={k: concurrency for k in wanted})
+    finally:
+        if image is not None:
+            await image.aclose()
+        await store.close()
+
+
 class Service:
     """The characters' service. ``async with Service(settings) as svc:`` sets everything up
     (creating the data folder and migrating the database) and tears it down cleanly."""
@@ -49,6 +120,13 @@ class Service:
         self.store: Store | None = None
         self.manager: PersonaManager | None = None
         self.outbox: Outbox | None = None
+        self.jobs = None  # db.jobs.JobTable
+        self.media = None  # persona.media.MediaJobs
+        self.worker = None  # the in-process job worker (when no queue URL is set)
+        self.sweeper: OutboxSweeper | None = None  # set by serve(): poked when a job stored a reply
+        self._worker_stop = asyncio.Event()
+        self._worker_task: asyncio.Task | None = None
+        self.bells = None  # generators.jobs.distributed.Bells, with VCHAR_QUEUE_URL
 
     async def __aenter__(self) -> Service:
         try:
@@ -92,26 +170,10 @@ class Service:
             media_rate=Rate.parse(s.media_rate),
             admins=admin_ids(s),
         )
-        image = self._image
-        if image is None:
-            from bots.image_cli import build_from_settings
-            from bots.settings import ImageSettings
-
-            try:
-                image = build_from_settings(s, ImageSettings())
-            except Exception as exc:  # selfies are optional: chat goes on without them
-                log.error("image backend not available, selfies are off: %s", exc)
-        voice = None
-        try:
-            from generators.voice import VoiceGenerator, VoiceSettings, backend_from_settings
-
-            vs = VoiceSettings()
-            voice = VoiceGenerator(backend_from_settings(vs, cache_dir=s.voice_cache_dir),
-                                   s.media_dir / "voice", max_note_chars=vs.voice_max_note_chars, fmt=vs.voice_format)
-        except Exception as exc:  # voice notes are optional: replies go out as text
-            log.error("voice backend not available, voice notes are off: %s", exc)
+        image, voice = media_backends(s, image=self._image)
+        self.media = await self._media_jobs(image, voice)
         self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
-                                      voice=voice, voices_root=s.voices_dir)
+                                      voice=voice, voices_root=s.voices_dir, jobs=self.media)
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",
@@ -119,7 +181,56 @@ class Service:
         )
         return self
 
+    async def _media_jobs(self, image, voice):
+        """Media requests become jobs: run by the in-process worker (the default), or,
+        with ``VCHAR_QUEUE_URL``, rung through taskiq to `vchar worker` processes."""
+        from db.jobs import JobTable
+        from generators.jobs import Worker
+        from generators.jobs.runners import image_runner, voice_runner
+        from persona.media import MediaJobs
+
+        s = self.settings
+        assert self.store is not None
+        self.jobs = JobTable(self.store)
+        media = MediaJobs(self.store, self.jobs, uploads=s.media_dir / "uploads", on_reply=self._poke_outbox)
+        if s.queue_url:
+            from generators.jobs.distributed import Bells
+
+            self.bells = Bells(s.queue_url)
+            await self.bells.start()  # a Redis that is down is said now, not on the first selfie
+
+            async def ring(kind: str, job_id: int) -> None:
+                await self.bells.ring(kind, job_id)
+
+            media.bell = ring
+            log.info("media jobs go to `vchar worker` processes through the queue")
+            return media
+        runners = {}
+        if image is not None:
+            runners["image"] = image_runner(image)
+        if voice is not None:
+            runners["voice"] = voice_runner(voice)
+        if runners:
+            self.worker = Worker(self.jobs, runners, on_done=media.on_done, on_failed=media.on_failed,
+                                 concurrency={"image": 2, "voice": 2}, lease=s.job_lease)
+
+            async def bell(kind: str, job_id: int) -> None:
+                self.worker.ring()
+
+            media.bell = bell
+            self._worker_task = asyncio.create_task(self.worker.run(self._worker_stop), name="job worker")
+        return media
+
+    def _poke_outbox(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.poke()
+
     async def __aexit__(self, *exc) -> None:
+        if self._worker_task is not None:
+            self._worker_stop.set()
+            await self._worker_task
+        if self.bells is not None:
+            await self.bells.close()
         if self.manager is not None:
             await self.manager.close()
             if self.manager.image is not None:
@@ -256,6 +367,7 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
             assert svc.manager is not None and svc.outbox is not None
             sweeper = OutboxSweeper(svc.outbox, [(a, svc.manager.registry.get(a.persona).id) for a in started],
                                     interval=settings.outbox_poll)
+            svc.sweeper = sweeper
             sweeping = asyncio.create_task(sweeper.run(stop), name="outbox sweeper")
             try:
                 await stop.wait()
@@ -294,7 +406,7 @@ class OutboxSweeper:
                 try:
                     if await adapter.deliver(reply):
                         delivered += 1
-                        log.info("outbox: delivered reply %s late on %s", reply.message_db_id, adapter.platform)
+                        log.info("outbox: sent reply %s on %s", reply.message_db_id, adapter.platform)
                 except Exception as exc:  # noqa: BLE001 - one bad reply must not stop the others
                     log.error("outbox: reply %s on %s failed: %s", reply.message_db_id, adapter.platform, exc)
         return delivered

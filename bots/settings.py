@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where everything is written.")
+    media_dir: Path | None = Field(
+        default=None,  # filled in from data_dir below: always a Path once loaded
+        description="Generated media and uploads (default DATA_DIR/media); shared storage (NFS) when workers run elsewhere.",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite in the data dir. postgresql://... works."
     )
@@ -97,6 +101,8 @@ class Settings(BaseSettings):
     local_admin: bool = Field(default=True, description="The terminal chat's user may use admin commands.")
     chat_user: str | None = Field(default=None, description="Who you are in the terminal chat (default: your login name).")
 
+    queue_url: str | None = Field(default=None, description="redis://HOST:6379/0: media jobs go to `vchar worker` processes through taskiq; unset: made in this process.")
+    job_lease: float = Field(default=30.0, ge=1, description="Seconds a job worker may go silent before its job runs again elsewhere.")
     outbox_max_age: float = Field(default=6 * 3600, gt=0, description="Seconds after which an undelivered reply is dropped, not sent late.")
     outbox_lease: float = Field(default=60.0, gt=0, description="Seconds a sender holds a reply before another may send it again.")
     outbox_poll: float = Field(default=2.0, gt=0, description="Seconds between looks at the outbox for replies still due.")
@@ -167,9 +173,12 @@ class Settings(BaseSettings):
     def resolved_personas_dir(self) -> Path:
         return self.personas_dir or self.data_dir / "personas"
 
-    @property
-    def media_dir(self) -> Path:
-        return self.data_dir / "media"
+    @model_validator(mode="after")
+    def _media_under_data(self) -> Settings:
+        if self.media_dir is None:
+            self.media_dir = self.data_dir / "media"
+        self.media_dir = self.media_dir.expanduser()
+        return self
 
     @property
     def voices_dir(self) -> Path:

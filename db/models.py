@@ -204,12 +204,16 @@ class Job(Base):
     """A generation job; ``key`` makes a job delivered twice run once."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_requester_status", "requester", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    # queued -> running (a worker's lease, renewed by heartbeats) -> done | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
@@ -218,6 +222,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    requester: Mapped[str | None] = mapped_column(String(200))  # "platform:user:persona", for /cancel
+    stage: Mapped[str | None] = mapped_column(String(100), default="")  # "composing", "singing 2/3"
+    worker: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
 
 
 class Post(Base):

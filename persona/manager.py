@@ -71,6 +71,7 @@ HELP_TEXT = (
     "/memory - what I remember about you\n"
     "/forget - delete everything I remember about you and our chat history\n"
     "/selfie [scene], /voice [text], /song [style], /video [text] - media, where this host has it set up\n"
+    "/cancel - stop the picture or voice note I'm making for you\n"
     "/art [style] or /portrait as a photo's caption - I redraw your photo in my style, or bring a statue "
     "or painting to life"
 )
@@ -82,7 +83,7 @@ ADMIN_HELP = (
     "/stats - people, messages, memories"
 )
 UNKNOWN_COMMAND = "Hmm, I don't know /{name}. Try /help to see what I can do!"
-KNOWN_COMMANDS = frozenset({"start", "help", "persona", "memory", "memories", "forget"})
+KNOWN_COMMANDS = frozenset({"start", "help", "persona", "memory", "memories", "forget", "cancel"})
 _COMMAND_WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
@@ -147,6 +148,7 @@ class PersonaManager:
         image=None,
         voice=None,
         voices_root=None,
+        jobs=None,
     ):
         self.store = store
         self.registry = registry
@@ -156,6 +158,9 @@ class PersonaManager:
         self.image = image  # an ImageGenerator, or None when no image backend is set up
         self.voice = voice  # a generators.voice.VoiceGenerator, or None
         self.voices_root = voices_root  # where `vchar voice set` keeps samples and consent
+        # persona.media.MediaJobs: media made by workers (in this process or `vchar worker`);
+        # None makes them inside the turn (the command line's own tools)
+        self.jobs = jobs
         self.batcher = EmbedBatcher(embedder)
         self.memory = MemoryStore(store, embedder, batcher=self.batcher)
         self._states: dict[str, _PersonaState] = {}
@@ -397,6 +402,11 @@ class PersonaManager:
             return f"{p.name}\n{about}"
         if name in ("memory", "memories"):
             return await self._memory_answer(st, incoming, user_name)
+        if name == "cancel":
+            from persona.media import CANCELLED, NOTHING_TO_CANCEL
+
+            n = await self.jobs.cancel(msg, p.id) if self.jobs is not None else 0
+            return CANCELLED if n else NOTHING_TO_CANCEL
         if name in MEDIA_COMMANDS:
             return MEDIA_COMMANDS[name]
         if name in ADMIN_COMMANDS:
@@ -481,6 +491,26 @@ class PersonaManager:
         from generators.image import ImageError, ImageInputError, ImageRefused
 
         p = st.persona
+        if self.jobs is not None:
+            import dataclasses
+
+            from persona.media import keep_upload
+
+            upload = None
+            if request.init_image:
+                try:
+                    upload = keep_upload(request.init_image, self.jobs.uploads, str(incoming.message_id))
+                except OSError as exc:
+                    log.warning("%s for %s: the photo could not be kept for the job: %s", what, p.id, exc)
+                    return await self._finish(st, incoming, msg, unreadable)
+                request = dataclasses.replace(request, init_image=upload)
+            return await self.jobs.submit(
+                persona_id=p.id, persona_db_id=st.db_id, incoming=incoming, msg=msg, kind="image",
+                params={"request": dataclasses.asdict(request)}, caption=caption, text=caption, seed=request.seed,
+                failure={"refused": SELFIE_REFUSED, "unreadable": unreadable, "failed": SELFIE_FAILED,
+                         "invalid": SELFIE_FAILED},
+                upload=upload,
+            )
         try:
             result = await self.image.generate(request)
         except ImageRefused as exc:
@@ -535,6 +565,18 @@ class PersonaManager:
         profile = self.voice_profile(p)
         if profile is None:
             return await self._finish(st, incoming, msg, VOICE_NONE)
+        if self.jobs is not None:
+            import dataclasses
+
+            prof = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(profile).items()}
+            failed = VOICE_FAILED.format(text=text)
+            return await self.jobs.submit(
+                persona_id=p.id, persona_db_id=st.db_id, incoming=incoming, msg=msg, kind="voice",
+                params={"text": text, "profile": prof, "language": profile.language or p.language,
+                        "style": p.identity.voice.style},
+                caption=None, text=text, seed=incoming.message_id,
+                failure={"failed": failed, "invalid": failed, "unconfigured": VOICE_NONE},
+            )
         try:
             notes = await self.voice.agenerate(text, profile, language=profile.language or p.language,
                                                style=p.identity.voice.style)

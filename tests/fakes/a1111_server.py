@@ -10,11 +10,13 @@ on 127.0.0.1 at a free port, answering as the web UI does: ``{"images": [base64 
 "parameters": {...}, "info": "<JSON text>"}``. The picture is a deterministic function of
 (prompt, seed, size), and for img2img a blend of the init image by ``denoising_strength``.
 Programmable: ``fail_next(n, status)``, ``garbage_next(n)`` (an image that is not one),
-``skin_next(n)`` (a picture that is all skin colour), ``auth=(user, password)``.
+``skin_next(n)`` (a picture that is all skin colour), ``auth=(user, password)``, ``delay``
+(seconds each picture takes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -38,6 +40,7 @@ class A1111Request:
 class FakeA1111Server:
     model: str = "fake-sd15"
     auth: tuple[str, str] | None = None
+    delay: float = 0.0  # seconds each generation takes (a slow GPU server)
     host: str = "127.0.0.1"
     requests: list[A1111Request] = field(default_factory=list)
     port: int | None = None
@@ -108,6 +111,8 @@ class FakeA1111Server:
         except (json.JSONDecodeError, ValueError):
             body = None
         self.requests.append(A1111Request(request.path, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if not self._authorised(request):
             return web.json_response({"detail": "Not authenticated"}, status=401)
         if not isinstance(body, dict) or "prompt" not in body:

@@ -1,0 +1,66 @@
+"""Job runners: a job's parameters in, files and their metadata out.
+
+Parameters are plain JSON (they cross machines through the jobs table): an image job
+carries an ``ImageRequest`` as a dict, a voice job the text and the voice profile (a
+sample path under the shared media root and its consent record). A runner knows nothing
+of personas or chats; the asking side turns the result into a reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from generators.jobs import JobInputError, Progress, Runner
+
+
+def image_runner(backend) -> Runner:
+    from generators.image import ImageError, ImageInputError, ImageRefused, ImageRequest
+
+    fields = {f.name for f in dataclasses.fields(ImageRequest)}
+
+    async def run(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        raw = params.get("request")
+        if not isinstance(raw, dict) or not set(raw) <= fields:
+            raise JobInputError(f"an image job needs a 'request' with the fields of ImageRequest, got {raw!r}"[:300])
+        for k in ("references", "size"):
+            if k in raw and isinstance(raw[k], list):
+                raw[k] = tuple(raw[k])
+        request = ImageRequest(**raw)
+        await progress(0.1, "drawing")
+        try:
+            result = await backend.generate(request)
+        except ImageRefused as exc:
+            raise JobInputError(str(exc), "refused") from exc
+        except ImageInputError as exc:
+            raise JobInputError(str(exc), "unreadable") from exc
+        except ImageError:
+            raise
+        await progress(0.95, "saving")
+        return {"files": [{"kind": "image", "path": str(result.path), "mime": "image/png", "seed": result.seed,
+                           "generator": result.metadata.get("model") or backend.name,
+                           "metadata": dict(result.metadata)}]}
+
+    return run
+
+
+def voice_runner(generator) -> Runner:
+    from generators.voice.base import ConsentError, VoiceProfile
+
+    async def run(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise JobInputError("a voice job needs the text to speak")
+        try:
+            profile = VoiceProfile(**params["profile"]) if params.get("profile") else None
+        except (TypeError, ConsentError) as exc:
+            raise JobInputError(f"the voice profile is not usable: {exc}", "unconfigured") from exc
+        await progress(0.1, "recording")
+        notes = await generator.agenerate(text, profile, language=params.get("language"), style=params.get("style"))
+        await progress(0.95, "saving")
+        return {"files": [{"kind": "voice", "path": str(n.path), "mime": n.mime_type, "duration": n.duration,
+                           "generator": n.backend,
+                           "metadata": {"text": n.text, "language": n.language, "style": n.style or "",
+                                        "part": n.part, "parts": n.parts}} for n in notes]}
+
+    return run
