@@ -61,6 +61,7 @@ from discord import app_commands
 from discord.http import Route
 
 from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler, Part
+from persona.commands import slash_commands
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,7 @@ DOWNLOAD_FAILED = "I couldn't get that picture from Discord. Could you send it a
 MAX_DOWNLOAD = 10 * 1024 * 1024  # bytes: the largest picture downloaded for /art and /portrait
 
 # Slash commands: name -> (description, option name or None, option description).
-SLASH_COMMANDS: dict[str, tuple[str, str | None, str]] = {
-    "start": ("Say hello again", None, ""),
-    "help": ("What I can do", None, ""),
-    "persona": ("Who I am", None, ""),
-    "memory": ("What I remember about you", None, ""),
-    "forget": ("Delete everything I remember about you and our chat", None, ""),
-    "selfie": ("Ask me for a selfie", "scene", "Where or what the picture shows"),
-    "voice": ("Ask me for a voice note", "text", "What I should say"),
-    "song": ("Ask me for a song", "style", "What kind of song"),
-    "video": ("Ask me for a video", "text", "What the video is about"),
-}
+SLASH_COMMANDS: dict[str, tuple[str, str | None, str]] = slash_commands()  # from persona/commands.py
 
 _live: weakref.WeakSet[DiscordAdapter] = weakref.WeakSet()  # connected adapters, to warn on conflicts
 

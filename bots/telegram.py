@@ -69,6 +69,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bots.adapter import UNSUPPORTED_TEXT, Adapter, Part
+from persona.commands import platform_menu
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,7 @@ MAX_DOWNLOAD = 10 * 1024 * 1024  # bytes: the largest photo downloaded for /art 
 APOLOGY_TEXT = "Sorry, something went wrong on my side. Could you try again in a moment?"
 
 #: The command menu registered with setMyCommands on start.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", "Say hello"),
-    ("help", "What I can do"),
-    ("persona", "Who I am"),
-    ("selfie", "A selfie (if this host has it set up)"),
-    ("voice", "A voice note (if this host has it set up)"),
-    ("song", "A song (if this host has it set up)"),
-    ("video", "A video (if this host has it set up)"),
-    ("art", "Send a photo with this caption: I redraw it in my style"),
-    ("portrait", "Send a photo of a statue or painting with this caption: I bring it to life"),
-    ("memory", "What I remember about you"),
-    ("forget", "Forget everything about you and our chat"),
-)
+COMMANDS: tuple[tuple[str, str], ...] = platform_menu()  # from persona/commands.py
 
 ALLOWED_UPDATES = ("message", "edited_message")
 

@@ -59,22 +59,22 @@ class JobTable:
     async def enqueue(self, kind: str, payload: dict[str, Any], key: str, *, requester: str | None = None,
                       max_attempts: int = 3) -> tuple[JobRow, bool]:
         """Queue a job; the same ``key`` twice is one job. Returns it and whether it is new."""
-        try:
-            async with self.store.write() as conn:
-                row = (await conn.execute(
-                    J.insert().values(key=key, kind=kind, payload=payload, status="queued", requester=requester,
-                                      max_attempts=max_attempts, created_at=utcnow(), attempts=0, progress=0.0, stage="")
-                    .returning(*J.c)
-                )).one()
-            return _row(row), True
+        def tx(conn):
+            return conn.execute(
+                J.insert().values(key=key, kind=kind, payload=payload, status="queued", requester=requester,
+                                  max_attempts=max_attempts, created_at=utcnow(), attempts=0, progress=0.0, stage="")
+                .returning(*J.c)
+            ).one()
+
+        try:  # one worker-thread hop per transaction on the blocking driver (see Store)
+            return _row(await self.store._write_sync(tx)), True
         except IntegrityError:
             existing = await self.by_key(key)
             assert existing is not None
             return existing, False
 
     async def get(self, job_id: int) -> JobRow | None:
-        async with self.store.read() as conn:
-            row = (await conn.execute(select(J).where(J.c.id == job_id))).first()
+        row = await self.store._read_sync(lambda conn: conn.execute(select(J).where(J.c.id == job_id)).first())
         return _row(row) if row else None
 
     async def by_key(self, key: str) -> JobRow | None:
@@ -108,13 +108,13 @@ class JobTable:
         if job_id is not None:
             pick = pick.where(J.c.id == job_id)
         pick = pick.order_by(J.c.id).limit(1).with_for_update(skip_locked=True)
-        async with self.store.write() as conn:
-            row = (await conn.execute(
-                update(J).where(J.c.id == pick.scalar_subquery(), J.c.status == "queued")
-                .values(status="running", worker=worker, lease_until=now + timedelta(seconds=lease), heartbeat_at=now,
-                        started_at=func.coalesce(J.c.started_at, now), attempts=J.c.attempts + 1)
-                .returning(*J.c)
-            )).first()
+        stmt = (
+            update(J).where(J.c.id == pick.scalar_subquery(), J.c.status == "queued")
+            .values(status="running", worker=worker, lease_until=now + timedelta(seconds=lease), heartbeat_at=now,
+                    started_at=func.coalesce(J.c.started_at, now), attempts=J.c.attempts + 1)
+            .returning(*J.c)
+        )
+        row = await self.store._write_sync(lambda conn: conn.execute(stmt).first())
         return _row(row) if row else None
 
     async def heartbeat(self, job_id: int, worker: str, lease: float, progress: float | None = None,
@@ -127,24 +127,20 @@ class JobTable:
             values["progress"] = max(0.0, min(1.0, float(progress)))
         if stage is not None:
             values["stage"] = stage[:100]
-        async with self.store.write() as conn:
-            res = await conn.execute(
-                update(J).where(J.c.id == job_id, J.c.status == "running", J.c.worker == worker).values(**values)
-            )
-        return (res.rowcount or 0) > 0
+        stmt = update(J).where(J.c.id == job_id, J.c.status == "running", J.c.worker == worker).values(**values)
+        return await self.store._write_sync(lambda conn: (conn.execute(stmt).rowcount or 0) > 0)
 
     async def finish(self, job_id: int, worker: str, result: dict[str, Any], conn=None) -> bool:
         """Mark the job done with its result, if it is still this worker's. With ``conn``
-        it joins that transaction (the result's reply is stored in the same one)."""
+        (a blocking connection) it joins that transaction."""
         stmt = (
             update(J).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
             .values(status="done", result=result, progress=1.0, stage="done", finished_at=utcnow(), lease_until=None,
                     error=None)
         )
         if conn is not None:
-            return ((await conn.execute(stmt)).rowcount or 0) > 0
-        async with self.store.write() as c:
-            return ((await c.execute(stmt)).rowcount or 0) > 0
+            return (conn.execute(stmt).rowcount or 0) > 0
+        return await self.store._write_sync(lambda c: (c.execute(stmt).rowcount or 0) > 0)
 
     async def fail(self, job_id: int, worker: str | None, error: str, *, retry: bool) -> str | None:
         """A failed attempt: queued again while attempts remain and ``retry`` (a crash,
@@ -221,25 +217,32 @@ class JobTable:
         from db.store import M, MA
 
         now = utcnow()
-        async with self.store.write() as conn:
-            mine = (await conn.execute(
+
+        def tx(conn) -> int | None:
+            mine = conn.execute(
                 select(J.c.id).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
-            )).first()
+            ).first()
             if mine is None:
                 return None
             media = []
             for asset, record in zip(assets, records):
-                aid = (await conn.execute(
+                aid = conn.execute(
                     MA.insert().values(persona_id=persona_db_id, created_at=now, **asset).returning(MA.c.id)
-                )).scalar_one()
+                ).scalar_one()
                 media.append({**record, "asset_id": aid})
-            rid = (await conn.execute(
+            rid = conn.execute(
                 M.insert().values(conversation_id=conversation_id, user_id=None, role="assistant", text=text,
                                   reply_to_id=incoming_id, media=media, status="due", created_at=now, next_try_at=now)
                 .returning(M.c.id)
-            )).scalar_one()
-            await self.finish(job_id, worker, {**result, "reply_id": rid}, conn=conn)
-        return rid
+            ).scalar_one()
+            conn.execute(
+                update(J).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
+                .values(status="done", result={**result, "reply_id": rid}, progress=1.0, stage="done",
+                        finished_at=now, lease_until=None, error=None)
+            )
+            return rid
+
+        return await self.store._write_sync(tx)
 
     async def set_reply(self, job_id: int, reply_id: int) -> None:
         """The reply that told the person how a failed job ended."""

@@ -60,7 +60,7 @@ BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}
 
 
 def _line(c: Command) -> str:
-    arg = f" [{c.arg}]" if c.arg and not c.caption_only else (f" [{c.arg}]" if c.arg else "")
+    arg = "" if not c.arg else (f" {c.arg.upper()}" if c.who == "admin" else f" [{c.arg}]")
     return f"/{c.name}{arg} - {c.help}"
 
 

@@ -14,6 +14,7 @@ from generators.embed import EmbedBatcher, Embedder
 from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest, to_second_person
 from persona.card import Persona
 from persona.cleaning import clean_reply
+from persona.commands import ADMIN_COMMANDS, ADMIN_HELP, HELP_TEXT, KNOWN_COMMANDS, MEDIA_COMMANDS
 from persona.limits import Rate, RateLimiter
 from persona.lorebook import triggered_entries
 from persona.memory import MemoryStore, extract_facts, parse_model_memories
@@ -63,44 +64,15 @@ FALLBACK_LINES = (
     "Hold on, I lost my train of thought. Ask me again in a bit?",
 )
 
-HELP_TEXT = (
-    "Just talk to me! Commands:\n"
-    "/start - say hello again\n"
-    "/help - this list\n"
-    "/persona - who I am\n"
-    "/memory - what I remember about you\n"
-    "/forget - delete everything I remember about you and our chat history\n"
-    "/selfie [scene], /voice [text], /song [style], /video [text] - media, where this host has it set up\n"
-    "/cancel - stop the picture or voice note I'm making for you\n"
-    "/art [style] or /portrait as a photo's caption - I redraw your photo in my style, or bring a statue "
-    "or painting to life"
-)
-
-ADMIN_HELP = (
-    "\nFor the people who run me:\n"
-    "/reload - re-read the persona files\n"
-    "/block ID, /unblock ID - stop or resume answering a person\n"
-    "/stats - people, messages, memories"
-)
 UNKNOWN_COMMAND = "Hmm, I don't know /{name}. Try /help to see what I can do!"
-KNOWN_COMMANDS = frozenset({"start", "help", "persona", "memory", "memories", "forget", "cancel"})
 _COMMAND_WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
 
-ADMIN_COMMANDS = ("reload", "block", "unblock", "stats")
 ADMIN_ONLY = "That one's only for the people who run me, sorry!"
 CHAT_LIMITED = "Whoa, you're typing faster than I can read! Give me a minute to catch up, okay?"
 MEDIA_LIMITED = "I've made a lot of those for you lately. Ask me again a little later?"
 
-MEDIA_COMMANDS = {
-    "selfie": "I can't send pictures from here yet, my camera isn't set up on this server.",
-    "voice": "I can't send voice notes here yet, nobody has given me a voice on this server.",
-    "song": "I'd love to make you a song, but my music studio isn't set up here yet.",
-    "video": "Videos aren't set up on this server yet, sorry! Words will have to do.",
-    "art": "I can't draw from here yet, my sketchbook isn't set up on this server.",
-    "portrait": "I can't bring pictures to life here yet, my sketchbook isn't set up on this server.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,8 +405,12 @@ class PersonaManager:
             await self.store.update_relationship(st.db_id, uid, blocked=(name == "block"))
             return f"{'Blocked' if name == 'block' else 'Unblocked'} {msg.platform} user {arg.split()[0]}."
         stats = await self.store.persona_stats(st.db_id)
-        return (f"{st.persona.name}: {stats['people']} people, {stats['messages']} messages, "
+        line = (f"{st.persona.name}: {stats['people']} people, {stats['messages']} messages, "
                 f"{stats['memories']} memories, {stats['unanswered']} unanswered.")
+        if self.jobs is not None:
+            depth = await self.jobs.jobs.depth()
+            line += " Jobs: " + (", ".join(f"{n} {what}" for what, n in sorted(depth.items())) or "none waiting") + "."
+        return line
 
     async def _selfie(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, scene: str, user_name: str) -> Reply:
         """A selfie in the persona's likeness, with a caption in its voice."""

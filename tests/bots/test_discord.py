@@ -139,7 +139,7 @@ async def test_slash_commands_are_synced_and_answered(fake, bots, manager):
     [(scope, commands)] = fake.command_puts
     assert scope == "global"
     assert {c["name"] for c in commands} == set(SLASH_COMMANDS) == {
-        "start", "help", "persona", "selfie", "voice", "song", "video", "memory", "forget"}
+        "start", "help", "persona", "selfie", "voice", "song", "video", "memory", "forget", "cancel"}
     selfie = next(c for c in commands if c["name"] == "selfie")
     assert [(o["name"], o["type"], o.get("required", False)) for o in selfie["options"]] == [("scene", 3, False)]
 
