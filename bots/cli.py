@@ -63,13 +63,39 @@ def _root(
     """vchar: virtual characters that chat, remember, and live on Discord and Telegram."""
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (and the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        data = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+class OneLine(logging.Formatter):
+    """Plain text, one line per record (a traceback folded onto it), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " | ")
+
+
+def _setup_logging(level: str, fmt: str | None = None) -> None:
+    fmt = fmt or os.environ.get("VCHAR_LOG_FORMAT", "auto").lower()
+    if fmt == "auto":
+        fmt = "rich" if err.is_terminal else "plain"
+    if fmt == "json":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLines())
+    elif fmt == "plain":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(OneLine("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    else:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[handler], force=True)
     for noisy in ("httpx", "sqlalchemy", "alembic", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -86,7 +112,7 @@ def _settings(verbose: bool = False, quiet: bool = False) -> Settings:
         s = load_settings()
     except ConfigError as exc:
         config_failure(exc)
-    _setup_logging("DEBUG" if verbose else ("WARNING" if quiet else s.log_level))
+    _setup_logging("DEBUG" if verbose else ("WARNING" if quiet else s.log_level), s.log_format)
     return s
 
 

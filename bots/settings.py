@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     outbox_poll: float = Field(default=2.0, gt=0, description="Seconds between looks at the outbox for replies still due.")
 
     log_level: str = "INFO"
+    log_format: Literal["auto", "rich", "plain", "json"] = Field(
+        default="auto", description="auto: rich in a terminal, one plain line per record otherwise; json: JSON lines."
+    )
 
     # Telegram (python-telegram-bot): set a token and the character is live there.
     telegram_token: SecretStr | None = None

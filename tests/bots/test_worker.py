@@ -122,3 +122,22 @@ async def test_run_with_a_queue_that_is_down_says_so_at_start(tmp_path):
                                                   env={k: v for k, v in env.items() if k != "VCHAR_QUEUE_URL"})
     _, err = await asyncio.wait_for(worker.communicate(), 90)
     assert worker.returncode != 0 and "set VCHAR_QUEUE_URL" in err.decode()
+
+
+async def test_logs_are_one_line_per_record_off_a_terminal_and_json_when_asked(tmp_path):
+    import json
+
+    env = {**os.environ, "VCHAR_DATA_DIR": str(tmp_path / "data"), "VCHAR_QUEUE_URL": "redis://127.0.0.1:1/0"}
+    env.pop("VCHAR_DATABASE_URL", None)
+
+    async def worker_log(fmt: str) -> list[str]:
+        proc = await asyncio.create_subprocess_exec(VCHAR, "worker", "--kinds", "image", stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    env={**env, "VCHAR_LOG_FORMAT": fmt})
+        _, err = await asyncio.wait_for(proc.communicate(), 90)
+        return [line for line in err.decode().splitlines() if line and not line.startswith("error:")]
+
+    plain = await worker_log("auto")  # stderr is a pipe here: plain lines
+    assert plain and all(" INFO " in line or " WARNING " in line or " ERROR " in line for line in plain), plain
+    records = [json.loads(line) for line in await worker_log("json")]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
