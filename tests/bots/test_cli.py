@@ -389,3 +389,46 @@ async def test_ctrl_c_stops_the_terminal_chat_at_once_while_a_reply_is_generated
                 proc.kill()
     assert proc.returncode in (0, 130)
     assert "bye" in term.text() and "Traceback" not in term.text()
+
+
+def test_jobs_list_show_retry_and_cancel(tmp_path):
+    import asyncio
+
+    from db.jobs import JobTable
+    from db.migrate import upgrade_async
+    from db.store import Store
+
+    env = {**os.environ, "VCHAR_DATA_DIR": str(tmp_path / "data")}
+    env.pop("VCHAR_DATABASE_URL", None)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'vchar.db'}"
+    (tmp_path / "data").mkdir()
+
+    async def seed():
+        await upgrade_async(url)
+        store = Store.from_url(url)
+        t = JobTable(store)
+        a, _ = await t.enqueue("image", {"params": {"request": {"prompt": "beach"}}}, "a", requester="telegram:1:mira")
+        b, _ = await t.enqueue("voice", {"params": {}}, "b")
+        await t.claim("w", ["voice"], 30)
+        await t.fail(b.id, "w", "no voice here", retry=False)
+        await store.close()
+        return a.id, b.id
+
+    a, b = asyncio.run(seed())
+
+    def vchar(*args):
+        return subprocess.run([VCHAR, "jobs", *args], capture_output=True, text=True, env=env, timeout=120)
+
+    listed = vchar("list")
+    assert listed.returncode == 0 and "image" in listed.stdout and "failed" in listed.stdout
+    assert "image queued: 1" in listed.stdout  # the queue depth by kind
+    shown = vchar("show", str(b))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["error"] == "no voice here"
+    assert vchar("retry", str(a)).returncode == 1  # only failed or cancelled jobs
+    assert vchar("retry", str(b)).returncode == 0
+    assert json.loads(vchar("show", str(b)).stdout)["status"] == "queued"
+    assert vchar("cancel", str(a)).returncode == 0
+    again = vchar("cancel", str(a))
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+    missing = vchar("show", "999")
+    assert missing.returncode == 1 and "no job 999" in missing.stderr
