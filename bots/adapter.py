@@ -162,6 +162,12 @@ class Adapter(abc.ABC):
             await outbox.part_delivered(rid, i + 1, pid, last=i == len(parts) - 1)
         return True
 
+    async def edit_text(self, chat_id: str, message_id: str, text: str) -> None:  # noqa: B027 - optional
+        """Change a message the character sent (progress on its acknowledgement)."""
+
+    async def show_activity(self, chat_id: str, kind: str) -> None:  # noqa: B027 - optional
+        """Show what the character is busy with ("image", "voice"...) for a few seconds."""
+
     async def claim(self, reply: Reply) -> bool:
         """For replies sent some other way (a Discord interaction's follow-ups): take the
         reply from the outbox first; False when it is not ours to send."""

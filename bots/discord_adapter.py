@@ -582,6 +582,18 @@ class DiscordAdapter(Adapter):
             return str(sent.id)
         return None
 
+    async def edit_text(self, chat_id: str, message_id: str, text: str) -> None:
+        try:
+            await self._channel(chat_id).get_partial_message(int(message_id)).edit(content=text[:MESSAGE_LIMIT])
+        except (discord.HTTPException, ValueError) as exc:
+            log.debug("discord: could not edit %s in %s: %s", message_id, chat_id, exc)
+
+    async def show_activity(self, chat_id: str, kind: str) -> None:
+        try:
+            await self._channel(chat_id).typing()  # type: ignore[union-attr]
+        except discord.HTTPException as exc:
+            log.debug("discord: typing in %s failed: %s", chat_id, exc)
+
     def retry_delay(self, exc: BaseException) -> float | None:
         """Discord's 5xx (after discord.py's own retries), dropped connections and
         timeouts are transient; a 4xx is the platform's refusal."""

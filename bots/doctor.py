@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from persona.registry import SAMPLES
 from typing import Literal
 
 from bots.settings import ConfigError, ImageSettings, Settings, load_settings, setting_names
@@ -335,6 +337,9 @@ class Doctor:
             voice = p.identity.voice
             if profile is not None and profile.sample_path.is_file():
                 self.add("  voice", "ok", f"voice of {profile.consent_who}, consent of {profile.consent_date}")
+            elif reg.sources.get(p.id, Path()).parent == SAMPLES and (SAMPLES / "media" / f"{p.id}-voice.json").is_file():
+                self.add("  voice", "ok", "the synthetic voice that ships with it, installed at the first start "
+                         "(replace it with vchar voice set)")
             elif voice.sample and voice.consent and Path(voice.sample).is_file():
                 self.add("  voice", "ok", f"sample {voice.sample} (from the persona file), consent by {voice.consent.who}")
             else:

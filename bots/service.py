@@ -37,6 +37,31 @@ def registry_for(settings: Settings) -> PersonaRegistry:
     return PersonaRegistry([SAMPLES, settings.resolved_personas_dir], default=settings.default_persona)
 
 
+def install_sample_voices(settings: Settings) -> list[str]:
+    """Give the shipped sample characters their shipped synthetic voices, once: each
+    sample goes through the checks `vchar voice set` applies, and its licence becomes the
+    consent record on this installation. A voice the operator set is never replaced."""
+    import json
+
+    from generators.voice.profile import create_voice_profile, load_voice_profile
+
+    done = []
+    for spec_file in sorted((SAMPLES / "media").glob("*-voice.json")):
+        try:
+            spec = json.loads(spec_file.read_text(encoding="utf-8"))
+            pid = spec["persona"]
+            if load_voice_profile(settings.voices_dir, pid) is not None:
+                continue
+            create_voice_profile(pid, spec_file.parent / spec["sample"], consent_statement=spec["consent_statement"],
+                                 consent_who=spec["consent_who"], voices_root=settings.voices_dir,
+                                 language=spec.get("language", "en"))
+            done.append(pid)
+            log.info("%s: the sample voice that ships with vchar is installed (%s)", pid, spec["consent_who"])
+        except Exception as exc:  # noqa: BLE001 - the voice is optional; say why it is missing
+            log.warning("the sample voice %s was not installed: %s", spec_file.name, exc)
+    return done
+
+
 def media_backends(s: Settings, image=None):
     """The image and voice backends the settings describe; one that cannot be built is
     logged and left out (chat goes on without it)."""
@@ -170,6 +195,7 @@ class Service:
             media_rate=Rate.parse(s.media_rate),
             admins=admin_ids(s),
         )
+        await asyncio.to_thread(install_sample_voices, s)
         image, voice = media_backends(s, image=self._image)
         self.media = await self._media_jobs(image, voice)
         self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
@@ -366,7 +392,7 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
                 log.info("%s adapter live for persona %s", adapter.platform, adapter.persona or "(default)")
             assert svc.manager is not None and svc.outbox is not None
             sweeper = OutboxSweeper(svc.outbox, [(a, svc.manager.registry.get(a.persona).id) for a in started],
-                                    interval=settings.outbox_poll)
+                                    interval=settings.outbox_poll, jobs=svc.jobs)
             svc.sweeper = sweeper
             sweeping = asyncio.create_task(sweeper.run(stop), name="outbox sweeper")
             try:
@@ -387,19 +413,49 @@ class OutboxSweeper:
     ``interval`` seconds (replies whose first delivery failed, media a worker finished).
     Replies too old to send are dropped with a log line first."""
 
-    def __init__(self, outbox: Outbox, adapters: list[tuple], interval: float = 2.0):
+    def __init__(self, outbox: Outbox, adapters: list[tuple], interval: float = 2.0, jobs=None):
         self.outbox = outbox
         self.adapters = adapters  # (adapter, persona id) pairs
         self.interval = interval
+        self.jobs = jobs  # db.jobs.JobTable: running jobs show progress on their acknowledgement
+        self._shown: dict[int, str] = {}
         self._poke = asyncio.Event()
 
     def poke(self) -> None:
         """Look now rather than at the next tick (a job just stored a reply)."""
         self._poke.set()
 
+    async def show_progress(self) -> int:
+        """Edit each running job's acknowledgement with its stage and share, and show the
+        chat what the character is busy with; returns how many messages were edited."""
+        if self.jobs is None:
+            return 0
+        by_key = {(a.platform, persona): a for a, persona in self.adapters}
+        edited, live = 0, set()
+        for row in await self.jobs.running_acks():
+            live.add(row["job"])
+            adapter = by_key.get((row["platform"], row["persona"]))
+            if adapter is None:
+                continue
+            await adapter.show_activity(row["chat_id"], row["kind"])
+            if not row["stage"]:
+                continue
+            text = f"{row['text']}\n({row['stage']}, {int(round(row['progress'] * 100))}%)"
+            if self._shown.get(row["job"]) != text:
+                await adapter.edit_text(row["chat_id"], row["message_id"], text)
+                self._shown[row["job"]] = text
+                edited += 1
+        for gone in set(self._shown) - live:
+            self._shown.pop(gone, None)
+        return edited
+
     async def sweep(self) -> int:
         """One pass; returns how many replies were delivered."""
         delivered = 0
+        try:
+            await self.show_progress()
+        except Exception:  # noqa: BLE001 - progress is cosmetic: never stop deliveries for it
+            log.exception("outbox: showing job progress failed")
         await self.outbox.drop_stale()
         for adapter, persona in self.adapters:
             for reply in await self.outbox.due(adapter.platform, persona):

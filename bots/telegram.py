@@ -645,6 +645,16 @@ class TelegramAdapter(Adapter):
             return str(sent.message_id)
         return None
 
+    async def edit_text(self, chat_id: str, message_id: str, text: str) -> None:
+        try:
+            await self.bot.edit_message_text(text=text[:MAX_MESSAGE], chat_id=_chat(chat_id), message_id=int(message_id))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                log.debug("telegram: could not edit %s in %s: %s", message_id, chat_id, exc)
+
+    async def show_activity(self, chat_id: str, kind: str) -> None:
+        await self._send_action(chat_id, str(_MEDIA_ACTIONS.get(kind, ChatAction.TYPING)))
+
     def retry_delay(self, exc: BaseException) -> float | None:
         """Flood control waits as long as Telegram asks; network errors, timeouts and 5xx
         answers (PTB's NetworkError, but not BadRequest) are worth another try."""

@@ -244,6 +244,31 @@ class JobTable:
 
         return await self.store._write_sync(tx)
 
+    async def running_acks(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Running jobs whose acknowledgement reached its chat: job id, kind, stage,
+        progress, the acknowledgement's text and platform id, its chat and persona."""
+        from db.store import C, M, P
+
+        rows = await self.store._read_sync(lambda conn: conn.execute(
+            select(J.c.id, J.c.kind, J.c.stage, J.c.progress, J.c.payload).where(J.c.status == "running")
+            .order_by(J.c.id).limit(limit)).all())
+        acks = {r.id: (r.payload.get("reply") or {}).get("ack_id") for r in rows}
+        ids = [a for a in acks.values() if a]
+        if not ids:
+            return []
+        msgs = await self.store._read_sync(lambda conn: {m.id: m for m in conn.execute(
+            select(M.c.id, M.c.text, M.c.platform_message_id, C.c.platform, C.c.platform_chat_id, P.c.slug)
+            .join(C, C.c.id == M.c.conversation_id).join(P, P.c.id == C.c.persona_id)
+            .where(M.c.id.in_(ids), M.c.platform_message_id.is_not(None))).all()})
+        out = []
+        for r in rows:
+            m = msgs.get(acks[r.id])
+            if m is not None:
+                out.append({"job": r.id, "kind": r.kind, "stage": r.stage or "", "progress": r.progress,
+                            "text": m.text, "message_id": m.platform_message_id, "platform": m.platform,
+                            "chat_id": m.platform_chat_id, "persona": m.slug})
+        return out
+
     async def set_reply(self, job_id: int, reply_id: int) -> None:
         """The reply that told the person how a failed job ended."""
         async with self.store.write() as conn:

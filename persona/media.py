@@ -69,11 +69,15 @@ class MediaJobs:
         upload: str | None = None,
     ) -> Reply:
         key = f"{persona_id}:{msg.platform}:{msg.chat_id}:{msg.message_id or incoming.message_id}:{kind}"[:200]
+        ack_line = ACKS.get(kind, ACKS["image"])[seed % len(ACKS.get(kind, ACKS["image"]))]
+        ack_id = None
+        if msg.platform != "local":  # stored first: its delivered message shows the job's progress
+            ack_id = await self.store.store_reply(incoming.conversation_id, incoming.message_id, ack_line)
         payload = {
             "params": params,
             "reply": {"conversation_id": incoming.conversation_id, "incoming_id": incoming.message_id,
                       "persona_db_id": persona_db_id, "caption": caption, "text": text, "failure": failure,
-                      "upload": upload},
+                      "upload": upload, "ack_id": ack_id, "ack": ack_line},
         }
         job, new = await self.jobs.enqueue(kind, payload, key, requester=requester(msg, persona_id))
         if new and self.bell is not None:
@@ -86,11 +90,10 @@ class MediaJobs:
             reply = await self.wait_reply(job.id, persona_id, msg.chat_id)
             if reply is not None:
                 return reply
-        ack = ACKS.get(kind, ACKS["image"])
-        line = ack[seed % len(ack)]
-        rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, line)
-        return Reply(text=line, chat_id=msg.chat_id, persona=persona_id, reply_to_message_id=msg.message_id,
-                     message_db_id=rid)
+        if ack_id is None:  # the terminal waited and gave up: say it is still coming
+            ack_id = await self.store.store_reply(incoming.conversation_id, incoming.message_id, ack_line)
+        return Reply(text=ack_line, chat_id=msg.chat_id, persona=persona_id, reply_to_message_id=msg.message_id,
+                     message_db_id=ack_id)
 
     async def wait_reply(self, job_id: int, persona_id: str, chat_id: str, timeout: float = WAIT_LOCAL) -> Reply | None:
         loop = asyncio.get_running_loop()

@@ -574,3 +574,16 @@ async def test_a_send_whose_answer_is_lost_is_created_once_by_its_nonce(fake, bo
     async with store.read() as conn:
         [row] = (await conn.execute(select(Message).where(Message.role == "assistant"))).all()
     assert row.status == "delivered" and row.platform_message_id == reply.id
+
+
+async def test_progress_edits_the_acknowledgement_in_place(fake, bots):
+    async def ack(msg: IncomingMessage) -> Reply:
+        return Reply(text="On it!", chat_id=msg.chat_id, persona="mira")
+
+    adapter = await bots.start(ack)
+    fake.push_message(None, "Zoe", "/selfie", guild=False)
+    [sent] = await fake.wait_for_sent(1)
+    await adapter.edit_text(sent.channel_id, sent.id, "On it!\n(drawing, 40%)")
+    await adapter.show_activity(sent.channel_id, "image")
+    assert fake.edits == [(sent.id, "On it!\n(drawing, 40%)")]
+    assert fake.messages[sent.id]["content"] == "On it!\n(drawing, 40%)" and len(fake.sent) == 1

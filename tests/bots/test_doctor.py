@@ -55,10 +55,8 @@ def test_a_fresh_install_passes_and_says_what_each_persona_lacks(tmp_path):
     assert "✓ espeak-ng" in _line(out, "espeak-ng")
     assert "✓" in _line(out, "backend", "lite: replies")
     assert "mira (default)" in out
-    assert "no reference portrait" in _line(out, "face")
-    assert "vchar persona portrait mira --from FILE" in _fix_after(out, "face")
-    assert "no voice" in _line(out, "voice:")
-    assert "vchar voice set mira" in _fix_after(out, "no voice")
+    assert "✓" in _line(out, "face") and "mira-portrait.png" in _line(out, "face")  # the sample ships a face
+    assert "✓" in _line(out, "voice:") and "first start" in _line(out, "voice:")  # ... and a voice
     assert "not created yet" in _line(out, "vchar.db")
     assert "vchar db upgrade" in _fix_after(out, "not created yet")
     assert "in-process" in _line(out, "jobs")

@@ -17,7 +17,7 @@ REST (under ``/api/v10``, every JSON answer with exactly ``Content-Type: applica
 ``GET /users/@me``, ``GET /oauth2/applications/@me``, ``GET /gateway``, ``GET /gateway/bot``,
 ``POST /channels/{id}/messages`` (JSON, or multipart ``payload_json`` + ``files[n]``; a
 ``nonce`` with ``enforce_nonce`` seen before in the channel answers the message it made),
-``POST /channels/{id}/typing`` (204), ``POST /channels/{id}/attachments`` (an upload slot
+``PATCH /channels/{id}/messages/{id}`` (the bot's own; ``edits``), ``POST /channels/{id}/typing`` (204), ``POST /channels/{id}/attachments`` (an upload slot
 whose ``upload_url`` points back here, ``PUT`` the bytes there),
 ``PUT /applications/{app}/commands`` and ``PUT /applications/{app}/guilds/{guild}/commands``
 (bulk overwrite), ``POST /interactions/{id}/{token}/callback``, ``POST /webhooks/{app}/{token}``
@@ -195,6 +195,7 @@ class FakeDiscordServer:
         # What the bot did.
         self.sent: list[SentMessage] = []
         self._nonces: dict[tuple[str, str], str] = {}  # (channel, nonce) -> message id
+        self.edits: list[tuple[str, str]] = []  # (message id, new content) of PATCHed messages
         self.nonce_repeats = 0  # creates answered with an earlier message because of their nonce
         self.typing: list[str] = []  # channel ids, one per POST /typing
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> last bulk overwrite
@@ -242,6 +243,7 @@ class FakeDiscordServer:
         r.add_get(p + "/gateway", self._gateway_info)
         r.add_get(p + "/gateway/bot", self._gateway_bot)
         r.add_post(p + "/channels/{channel_id}/messages", self._create_message)
+        r.add_patch(p + "/channels/{channel_id}/messages/{message_id}", self._edit_message)
         r.add_post(p + "/channels/{channel_id}/typing", self._typing)
         r.add_post(p + "/channels/{channel_id}/attachments", self._attachment_slots)
         r.add_put(p + "/applications/{app_id}/commands", self._put_commands)
@@ -746,6 +748,21 @@ class FakeDiscordServer:
             return _error(404, "Unknown Channel", 10003)
         payload, files, multipart = await self._read_message_body(request)
         return self._store_message(cid, payload, files, multipart)
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        """PATCH a message the bot sent: its content changes; ``edits`` records (id, content)."""
+        mid = request.match_info["message_id"]
+        msg = self.messages.get(mid)
+        if msg is None or msg["channel_id"] != request.match_info["channel_id"]:
+            return _error(404, "Unknown Message", 10008)
+        if msg["author"]["id"] != self.bot_user["id"]:
+            return _error(403, "Cannot edit a message authored by another user", 50005)
+        payload = await request.json()
+        if "content" in payload:
+            msg["content"] = payload["content"] or ""
+            msg["edited_timestamp"] = _now_iso()
+            self.edits.append((mid, msg["content"]))
+        return _json(msg)
 
     async def _attachment_slots(self, request: web.Request) -> web.Response:
         cid = request.match_info["channel_id"]

@@ -12,7 +12,8 @@ string, an urlencoded or multipart form, or a JSON body, like the real server. A
 Served methods: getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (long polling
 with ``offset``/``timeout``/``limit``/``allowed_updates``; a newer getUpdates ends an older
 one with 409 Conflict), setMyCommands, getMyCommands, deleteMyCommands, sendMessage,
-sendChatAction, sendPhoto, sendVoice, sendAudio, sendVideo, sendDocument, getFile, close, logOut;
+sendChatAction, sendPhoto, sendVoice, sendAudio, sendVideo, sendDocument, editMessageText (the bot's
+own messages; "not modified" for the same text), getFile, close, logOut;
 and file downloads, ``GET /file/bot<TOKEN>/<file_path>``, for files a test pushed with
 bytes (``push_photo``, ``push_document(data=...)``).
 
@@ -667,6 +668,24 @@ class FakeTelegramServer:
         if utf16_len(text) > MAX_TEXT:
             raise ApiError(400, "Bad Request: message is too long")
         return self._bot_message(fields, text=text)
+
+    async def _api_editMessageText(self, fields, files):
+        chat_id = self._chat_id(fields)
+        try:
+            mid = int(fields.get("message_id"))
+        except (TypeError, ValueError):
+            raise ApiError(400, "Bad Request: message identifier is not specified") from None
+        text = fields.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        msg = self._messages.get((chat_id, mid))
+        if msg is None or msg.get("from", {}).get("id") != self.bot_id:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        if msg.get("text") == text:
+            raise ApiError(400, "Bad Request: message is not modified")
+        msg["text"] = text
+        msg["edit_date"] = int(time.time())
+        return msg
 
     def _upload(self, fields, files, param: str) -> UploadedFile:
         caption = fields.get("caption")

@@ -290,8 +290,15 @@ async def test_selfie_refusal_and_missing_portrait_answer_in_character(store, em
     m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
     await m.start()
     assert (await m.handle(msg("/selfie nude on the beach"))).text == SELFIE_REFUSED
-    bare = PersonaManager(store, registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
-    assert (await bare.handle(msg("/selfie at home", user="u9"))).text == SELFIE_NO_PORTRAIT
+    faceless = tmp_path / "faceless"
+    faceless.mkdir()
+    (faceless / "noor.yaml").write_text("id: noor\nname: Noor\ndescription: A painter.\n")
+    bare = PersonaManager(store, PersonaRegistry([faceless]), LiteTextGenerator(embedder), embedder, ManagerConfig(),
+                          image=image)
+    import dataclasses
+
+    asked = dataclasses.replace(msg("/selfie at home", user="u9"), persona="noor")
+    assert (await bare.handle(asked)).text == SELFIE_NO_PORTRAIT
 
 
 def photo_msg(text: str, path, *, user="u1", mime="image/png") -> IncomingMessage:

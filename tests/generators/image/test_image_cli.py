@@ -29,8 +29,10 @@ def pix(path):
 
 
 def test_selfie_needs_a_portrait_on_lite_then_works(env, tmp_path, portrait):
-    r = runner.invoke(image_app, ["selfie", "mira", "at the beach", "-o", str(tmp_path / "x.png")], env=env)
-    assert r.exit_code == 1 and "vchar persona portrait mira --from FILE" in r.output
+    (tmp_path / "personas").mkdir(exist_ok=True)
+    (tmp_path / "personas" / "noor.yaml").write_text("id: noor\nname: Noor\ndescription: A painter.\n")
+    r = runner.invoke(image_app, ["selfie", "noor", "at the beach", "-o", str(tmp_path / "x.png")], env=env)
+    assert r.exit_code == 1 and "vchar persona portrait noor --from FILE" in r.output
 
     r = runner.invoke(portrait_app, ["portrait", "mira", "--from", str(portrait)], env=env)
     assert r.exit_code == 0, r.output
