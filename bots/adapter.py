@@ -48,6 +48,13 @@ class Part:
     whole: bool = False
 
 
+def media_then_text(reply: Reply, chunks: list[str]) -> list[Part]:
+    """The usual parts of a reply: each media file, then each text chunk; the first part
+    quotes the person's message."""
+    parts = [Part(media=m, quote=i == 0) for i, m in enumerate(reply.media)]
+    return parts + [Part(text=chunk, quote=not parts and i == 0) for i, chunk in enumerate(chunks)]
+
+
 class SendFailed(Exception):
     """A reply part could not be sent; ``transient`` says whether trying later may work."""
 

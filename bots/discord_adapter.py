@@ -60,7 +60,7 @@ import yarl
 from discord import app_commands
 from discord.http import Route
 
-from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler, Part
+from bots.adapter import UNSUPPORTED_TEXT, Adapter, Handler, Part, media_then_text
 from persona.commands import slash_commands
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
@@ -567,10 +567,7 @@ class DiscordAdapter(Adapter):
     # a crash or a lost answer is created once.
 
     def parts(self, reply: Reply) -> list[Part]:
-        parts = [Part(media=m, quote=i == 0) for i, m in enumerate(reply.media)]
-        if reply.text:
-            parts += [Part(text=chunk, quote=not parts and i == 0) for i, chunk in enumerate(split_message(reply.text))]
-        return parts
+        return media_then_text(reply, split_message(reply.text) if reply.text else [])
 
     async def send_part(self, reply: Reply, part: Part, nonce: str) -> str | None:
         if part.media is not None:

@@ -68,7 +68,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bots.adapter import UNSUPPORTED_TEXT, Adapter, Part
+from bots.adapter import UNSUPPORTED_TEXT, Adapter, Part, media_then_text
 from persona.commands import platform_menu
 from persona.types import Attachment, IncomingMessage, MediaFile, Reply
 
@@ -631,10 +631,7 @@ class TelegramAdapter(Adapter):
     # that part again on restart. That window is kept to the single UPDATE.
 
     def parts(self, reply: Reply) -> list[Part]:
-        parts = [Part(media=m, quote=i == 0) for i, m in enumerate(reply.media)]
-        if reply.text:
-            parts += [Part(text=chunk, quote=not parts and i == 0) for i, chunk in enumerate(split_message(reply.text))]
-        return parts
+        return media_then_text(reply, split_message(reply.text) if reply.text else [])
 
     async def send_part(self, reply: Reply, part: Part, nonce: str) -> str | None:
         if part.media is not None:
