@@ -14,6 +14,7 @@ from generators.embed import get_embedder
 from generators.text import build_text_generator
 from persona.limits import Rate
 from persona.manager import ManagerConfig, PersonaManager
+from generators.jobs import wait_any
 from persona.outbox import Outbox
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, Reply
@@ -474,9 +475,4 @@ class OutboxSweeper:
             except Exception:  # noqa: BLE001 - a database hiccup: try again next tick
                 log.exception("outbox: sweep failed")
             self._poke.clear()
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._poke.wait())]
-            try:
-                await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+            await wait_any(stop, self._poke, self.interval)

@@ -50,6 +50,15 @@ def _row(r) -> JobRow:
     return JobRow(**{k: m[k] for k in JobRow.__slots__})
 
 
+def _done(job_id: int, worker: str, result: dict[str, Any]):
+    """The job is done with ``result``, if it is still ``worker``'s."""
+    return (
+        update(J).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
+        .values(status="done", result=result, progress=1.0, stage="done", finished_at=utcnow(), lease_until=None,
+                error=None)
+    )
+
+
 class JobTable:
     """Reads and writes of the ``jobs`` table, for the queue and its workers."""
 
@@ -130,16 +139,9 @@ class JobTable:
         stmt = update(J).where(J.c.id == job_id, J.c.status == "running", J.c.worker == worker).values(**values)
         return await self.store._write_sync(lambda conn: (conn.execute(stmt).rowcount or 0) > 0)
 
-    async def finish(self, job_id: int, worker: str, result: dict[str, Any], conn=None) -> bool:
-        """Mark the job done with its result, if it is still this worker's. With ``conn``
-        (a blocking connection) it joins that transaction."""
-        stmt = (
-            update(J).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
-            .values(status="done", result=result, progress=1.0, stage="done", finished_at=utcnow(), lease_until=None,
-                    error=None)
-        )
-        if conn is not None:
-            return (conn.execute(stmt).rowcount or 0) > 0
+    async def finish(self, job_id: int, worker: str, result: dict[str, Any]) -> bool:
+        """Mark the job done with its result, if it is still this worker's."""
+        stmt = _done(job_id, worker, result)
         return await self.store._write_sync(lambda c: (c.execute(stmt).rowcount or 0) > 0)
 
     async def fail(self, job_id: int, worker: str | None, error: str, *, retry: bool) -> str | None:
@@ -235,11 +237,7 @@ class JobTable:
                                   reply_to_id=incoming_id, media=media, status="due", created_at=now, next_try_at=now)
                 .returning(M.c.id)
             ).scalar_one()
-            conn.execute(
-                update(J).where(J.c.id == job_id, J.c.worker == worker, J.c.status.in_(ACTIVE))
-                .values(status="done", result={**result, "reply_id": rid}, progress=1.0, stage="done",
-                        finished_at=now, lease_until=None, error=None)
-            )
+            conn.execute(_done(job_id, worker, {**result, "reply_id": rid}))
             return rid
 
         return await self.store._write_sync(tx)

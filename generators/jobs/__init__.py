@@ -203,7 +203,7 @@ class Worker:
                 job = None
             if job is None:
                 slots.release()
-                await _wait_any(stop, self._bell, self.poll)
+                await wait_any(stop, self._bell, self.poll)
                 self._bell.clear()
                 continue
             task = asyncio.create_task(self._run(job), name=f"job {job.id}")
@@ -221,7 +221,7 @@ class Worker:
                     log.error("jobs %s lost their worker on every attempt; failed", dead)
             except Exception:  # noqa: BLE001
                 log.exception("requeueing expired jobs failed")
-            await _wait_any(stop, None, max(self.lease / 2, 0.5))
+            await wait_any(stop, None, max(self.lease / 2, 0.5))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop``; running jobs are handed back to the queue."""
@@ -237,7 +237,8 @@ class Worker:
             await asyncio.gather(*loops, *self._running.values(), return_exceptions=True)
 
 
-async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+async def wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    """Until ``stop`` or ``other`` is set, or ``timeout`` seconds pass."""
     waits = [asyncio.ensure_future(stop.wait())]
     if other is not None:
         waits.append(asyncio.ensure_future(other.wait()))
