@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from dataclasses import dataclass
 
 from bots.settings import Settings
 from db.migrate import upgrade_async
@@ -63,9 +64,24 @@ def install_sample_voices(settings: Settings) -> list[str]:
     return done
 
 
+@dataclass(frozen=True)
+class Offsite:
+    """A media backend that `vchar worker` processes run (with ``VCHAR_QUEUE_URL``): the
+    service only knows its kind and name; it loads no model and makes no media itself."""
+
+    kind: str
+    name: str
+
+
 def media_backends(s: Settings, image=None):
     """The image and voice backends the settings describe; one that cannot be built is
-    logged and left out (chat goes on without it)."""
+    logged and left out (chat goes on without it). With a queue URL the workers build
+    them: the service gets :class:`Offsite` stand-ins naming them."""
+    if s.queue_url and image is None:
+        from bots.settings import ImageSettings
+        from generators.voice import VoiceSettings
+
+        return Offsite("image", ImageSettings().backend), Offsite("voice", VoiceSettings().voice_backend)
     if image is None:
         from bots.image_cli import build_from_settings
         from bots.settings import ImageSettings
@@ -245,6 +261,7 @@ class Service:
                 self.worker.ring()
 
             media.bell = bell
+            media.local = self.worker
             self._worker_task = asyncio.create_task(self.worker.run(self._worker_stop), name="job worker")
         return media
 

@@ -66,14 +66,21 @@ class JobTable:
         self.store = store
 
     async def enqueue(self, kind: str, payload: dict[str, Any], key: str, *, requester: str | None = None,
-                      max_attempts: int = 3) -> tuple[JobRow, bool]:
-        """Queue a job; the same ``key`` twice is one job. Returns it and whether it is new."""
+                      max_attempts: int = 3, claimed_by: str | None = None, lease: float = 30.0) -> tuple[JobRow, bool]:
+        """Queue a job; the same ``key`` twice is one job. Returns it and whether it is new.
+
+        ``claimed_by``: a worker in this process with a free slot takes the new job in
+        the same transaction (running, with its lease), saving a claim; should that
+        process die, the lease runs out and the sweeper queues it again like any other."""
+        now = utcnow()
+        values: dict[str, Any] = dict(key=key, kind=kind, payload=payload, status="queued", requester=requester,
+                                      max_attempts=max_attempts, created_at=now, attempts=0, progress=0.0, stage="")
+        if claimed_by is not None:
+            values.update(status="running", worker=claimed_by, lease_until=now + timedelta(seconds=lease),
+                          heartbeat_at=now, started_at=now, attempts=1)
+
         def tx(conn):
-            return conn.execute(
-                J.insert().values(key=key, kind=kind, payload=payload, status="queued", requester=requester,
-                                  max_attempts=max_attempts, created_at=utcnow(), attempts=0, progress=0.0, stage="")
-                .returning(*J.c)
-            ).one()
+            return conn.execute(J.insert().values(**values).returning(*J.c)).one()
 
         try:  # one worker-thread hop per transaction on the blocking driver (see Store)
             return _row(await self.store._write_sync(tx)), True

@@ -11,45 +11,19 @@ from dataclasses import dataclass, field
 
 from db.store import Incoming, Store
 from generators.embed import EmbedBatcher, Embedder
-from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest, to_second_person
+from generators.text.base import ChatMessage, TextGenerationError, TextGenerator, TextRequest
 from persona.card import Persona
 from persona.cleaning import clean_reply
-from persona.commands import ADMIN_COMMANDS, ADMIN_HELP, HELP_TEXT, KNOWN_COMMANDS, MEDIA_COMMANDS
+from persona.commands import MEDIA_COMMANDS, Ask, dispatch, memory
 from persona.limits import Rate, RateLimiter
 from persona.lorebook import triggered_entries
 from persona.memory import MemoryStore, extract_facts, parse_model_memories
-from persona.outbox import media_record
 from persona.prompt import Turn, build_messages, system_prompt, trim_for_model
 from persona.registry import PersonaRegistry
-from persona.types import IncomingMessage, MediaFile, Reply
+from persona.requests import detect
+from persona.types import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
-
-PICTURE_REQUEST = re.compile(
-    r"\b(send|show|give|take)\b[^.?!]{0,20}\b(pic|pics|picture|photo|selfie|snap)\b"
-    r"(?:\s+of\s+(?:yourself|you))?(?:\s+(?P<scene>(?:at|in|on|with|while|by|from)\b[^.?!]{1,80}))?",
-    re.I,
-)
-VOICE_REQUEST = re.compile(
-    r"\b(send|give|record|leave)\b[^.?!]{0,20}\b(voice ?(note|message|memo|msg)|audio message)s?\b", re.I
-)
-SELFIE_CAPTIONS = (
-    "Here you go! {scene}",
-    "Took this just for you. {scene}",
-    "Okay okay, one picture. {scene}",
-)
-SELFIE_REFUSED = "Hmm, no, I'm not sending that kind of picture. Ask me for something else?"
-SELFIE_FAILED = "Ugh, my camera is acting up right now. Try asking again in a bit?"
-VOICE_NONE = "I can't send voice notes yet: nobody has given me a voice on this server."
-VOICE_FAILED = "My voice is gone for a moment, so text will have to do: {text}"
-SELFIE_NO_PORTRAIT = "I can't take selfies yet: nobody has given me a face on this server!"
-ART_NEEDS_PHOTO = "Send me the photo with /{name} as its caption!"
-ART_UNREADABLE = "I couldn't open that picture, could you send it as a normal photo?"
-ART_CAPTIONS = {
-    "art": ("Here you are, the way I see it!", "I had fun with this one!", "Drawn just for you."),
-    "portrait": ("Look, they're alive!", "As if they could step right out of the frame.", "Here they are, for real!"),
-}
-PORTRAIT_PROMPT = "lifelike photo portrait of a real person, natural skin, detailed, photographic"
 
 MEMORY_QUESTION = re.compile(
     r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
@@ -64,12 +38,6 @@ FALLBACK_LINES = (
     "Hold on, I lost my train of thought. Ask me again in a bit?",
 )
 
-UNKNOWN_COMMAND = "Hmm, I don't know /{name}. Try /help to see what I can do!"
-_COMMAND_WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-FORGOTTEN = "Done. I've let go of everything you told me and our whole chat. Nice to meet you... again?"
-
-ADMIN_ONLY = "That one's only for the people who run me, sorry!"
 CHAT_LIMITED = "Whoa, you're typing faster than I can read! Give me a minute to catch up, okay?"
 MEDIA_LIMITED = "I've made a lot of those for you lately. Ask me again a little later?"
 
@@ -207,12 +175,8 @@ class PersonaManager:
         user_name = self._user_name(incoming, msg)
         command, _, arg = msg.text.strip().partition(" ")
         name = command[1:].split("@")[0].lower() if command.startswith("/") and len(command) > 1 else ""
-        if not name and self.image is not None:
-            asked = PICTURE_REQUEST.search(msg.text)
-            if asked:  # "send me a pic of you at the beach": the character's own choice to send one
-                name, arg = "selfie", asked.group("scene") or ""
-        if not name and self.voice is not None and VOICE_REQUEST.search(msg.text):
-            name, arg = "voice", ""  # "send me a voice note": its last words, spoken
+        if not name:  # "send me a pic of you at the beach": the character's own choice to send one
+            name, arg = detect(self, msg.text) or ("", arg)
         limiter = self.media_limiter if name in MEDIA_COMMANDS else self.chat_limiter
         verdict = "allowed" if self.is_admin(persona, msg) else limiter.hit((persona.id, msg.platform, msg.user_id))
         if verdict != "allowed":
@@ -223,21 +187,12 @@ class PersonaManager:
             rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, notice, incoming_status="limited")
             return Reply(text=notice, chat_id=msg.chat_id, persona=persona.id, reply_to_message_id=msg.message_id, message_db_id=rid)
         if name:
-            if name == "selfie" and self.image is not None:
-                return await self._selfie(st, incoming, msg, arg.strip(), user_name)
-            if name in ("art", "portrait") and self.image is not None:
-                return await self._redraw(st, incoming, msg, name, arg.strip())
-            if name == "voice" and self.voice is not None:
-                return await self._voice_note(st, incoming, msg, arg.strip(), user_name)
-            if name == "forget":
-                await self.forget(st.persona.id, msg.platform, msg.user_id)
-                # Nothing of this exchange is stored: the person asked for it all to go.
-                return Reply(text=FORGOTTEN, chat_id=msg.chat_id, persona=st.persona.id, reply_to_message_id=msg.message_id)
-            text = await self._command(st, incoming, msg, name, arg.strip(), user_name)
-            if text is not None:
-                return await self._finish(st, incoming, msg, text)
+            reply = await dispatch(Ask(self, st, incoming, msg, name, arg.strip(), user_name))
+            if reply is not None:
+                return reply
         if MEMORY_QUESTION.search(msg.text):
-            return await self._finish(st, incoming, msg, await self._memory_answer(st, incoming, user_name))
+            ask = Ask(self, st, incoming, msg, "memory", "", user_name)
+            return await ask.say(await memory(ask))
         return await self._converse(st, incoming, msg, user_name)
 
     def is_admin(self, persona: Persona, msg: IncomingMessage) -> bool:
@@ -359,159 +314,6 @@ class PersonaManager:
         return Reply(text=text, chat_id=msg.chat_id, persona=st.persona.id, reply_to_message_id=msg.message_id,
                      fallback=True, message_db_id=rid)
 
-    # -- commands ---------------------------------------------------------------------
-
-    async def _command(
-        self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, name: str, arg: str, user_name: str
-    ) -> str | None:
-        p = st.persona
-        if name == "start":
-            return p.render(p.greetings[0], user_name) if p.greetings else f"Hi, I'm {p.name}!"
-        if name == "help":
-            return HELP_TEXT + (ADMIN_HELP if self.is_admin(p, msg) else "")
-        if name == "persona":
-            about = p.render(p.description.strip(), user_name) or f"I'm {p.name}."
-            return f"{p.name}\n{about}"
-        if name in ("memory", "memories"):
-            return await self._memory_answer(st, incoming, user_name)
-        if name == "cancel":
-            from persona.media import CANCELLED, NOTHING_TO_CANCEL
-
-            n = await self.jobs.cancel(msg, p.id) if self.jobs is not None else 0
-            return CANCELLED if n else NOTHING_TO_CANCEL
-        if name in MEDIA_COMMANDS:
-            return MEDIA_COMMANDS[name]
-        if name in ADMIN_COMMANDS:
-            if not self.is_admin(p, msg):
-                return ADMIN_ONLY
-            return await self._admin(st, msg, name, arg)
-        if _COMMAND_WORD.fullmatch(name) and name not in KNOWN_COMMANDS:
-            return UNKNOWN_COMMAND.format(name=name)
-        return None  # not a command word ("/shrug", "/ 2"): treat it as chat
-
-    async def _admin(self, st: _PersonaState, msg: IncomingMessage, name: str, arg: str) -> str:
-        if name == "reload":
-            self.registry.reload()
-            for persona in self.registry:
-                await self._state(persona)
-            problems = "".join(f"\nnot loaded: {p.error}" for p in self.registry.problems)
-            return f"Reloaded {len(self.registry)} personas: {', '.join(p.id for p in self.registry)}.{problems}"
-        if name in ("block", "unblock"):
-            if not arg:
-                return f"Usage: /{name} USER_ID (the person's {msg.platform} id)"
-            uid = await self.store.find_user(msg.platform, arg.split()[0])
-            if uid is None or await self.store.relationship(st.db_id, uid) is None:
-                return f"I haven't met {msg.platform} user {arg.split()[0]}."
-            await self.store.update_relationship(st.db_id, uid, blocked=(name == "block"))
-            return f"{'Blocked' if name == 'block' else 'Unblocked'} {msg.platform} user {arg.split()[0]}."
-        stats = await self.store.persona_stats(st.db_id)
-        line = (f"{st.persona.name}: {stats['people']} people, {stats['messages']} messages, "
-                f"{stats['memories']} memories, {stats['unanswered']} unanswered.")
-        if self.jobs is not None:
-            depth = await self.jobs.jobs.depth()
-            line += " Jobs: " + (", ".join(f"{n} {what}" for what, n in sorted(depth.items())) or "none waiting") + "."
-        return line
-
-    async def _selfie(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, scene: str, user_name: str) -> Reply:
-        """A selfie in the persona's likeness, with a caption in its voice."""
-        from generators.image import ImageRequest, seed_for, selfie_prompt
-
-        p = st.persona
-        ident = p.identity
-        if not ident.portraits and self.image.name == "lite":
-            return await self._finish(st, incoming, msg, SELFIE_NO_PORTRAIT)
-        request = ImageRequest(
-            prompt=selfie_prompt(scene, appearance=ident.appearance, style=ident.style_prompt),
-            references=tuple(ident.portraits[:1]),
-            seed=seed_for(ident.seed, scene),
-            safety=not p.nsfw,
-            tags={"vchar:persona": p.id},
-        )
-        caption = SELFIE_CAPTIONS[request.seed % len(SELFIE_CAPTIONS)].format(scene=scene.capitalize()).strip()
-        return await self._picture(st, incoming, msg, request, "selfie", caption, unreadable=SELFIE_FAILED)
-
-    async def _redraw(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, name: str, arg: str) -> Reply:
-        """/art [style words] (the person's photo redrawn in the character's style) and
-        /portrait [notes] (a statue or painting made lifelike): img2img on the photo that
-        came with the message."""
-        from generators.image import ImageRequest, seed_for
-
-        p = st.persona
-        photo = next((a for a in msg.attachments if a.kind == "image" and a.path), None)
-        if photo is None:
-            return await self._finish(st, incoming, msg, ART_NEEDS_PHOTO.format(name=name))
-        if name == "art":
-            prompt = ", ".join(x for x in (arg or "in my art style", p.identity.style_prompt.strip()) if x)
-            strength = 0.6
-        else:
-            prompt = PORTRAIT_PROMPT + (f", {arg}" if arg else "")
-            strength = 0.55
-        request = ImageRequest(
-            prompt=prompt,
-            mode="img2img",
-            init_image=photo.path,
-            strength=strength,
-            seed=seed_for(p.identity.seed, f"{name}|{arg}"),
-            safety=not p.nsfw,
-            tags={"vchar:persona": p.id, "vchar:command": name},
-        )
-        captions = ART_CAPTIONS[name]
-        return await self._picture(st, incoming, msg, request, f"/{name}", captions[request.seed % len(captions)],
-                                   unreadable=ART_UNREADABLE)
-
-    async def _picture(
-        self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, request, what: str, caption: str, *, unreadable: str
-    ) -> Reply:
-        """Make a picture, record it as a media asset and reply with it; every failure is
-        an in-character line (refused, unusable input, a backend that failed)."""
-        from generators.image import ImageError, ImageInputError, ImageRefused
-
-        p = st.persona
-        if self.jobs is not None:
-            import dataclasses
-
-            from persona.media import keep_upload
-
-            upload = None
-            if request.init_image:
-                try:
-                    upload = keep_upload(request.init_image, self.jobs.uploads, str(incoming.message_id))
-                except OSError as exc:
-                    log.warning("%s for %s: the photo could not be kept for the job: %s", what, p.id, exc)
-                    return await self._finish(st, incoming, msg, unreadable)
-                request = dataclasses.replace(request, init_image=upload)
-            return await self.jobs.submit(
-                persona_id=p.id, persona_db_id=st.db_id, incoming=incoming, msg=msg, kind="image",
-                params={"request": dataclasses.asdict(request)}, caption=caption, text=caption, seed=request.seed,
-                failure={"refused": SELFIE_REFUSED, "unreadable": unreadable, "failed": SELFIE_FAILED,
-                         "invalid": SELFIE_FAILED},
-                upload=upload,
-            )
-        try:
-            result = await self.image.generate(request)
-        except ImageRefused as exc:
-            log.info("%s for %s refused: %s", what, p.id, exc)
-            return await self._finish(st, incoming, msg, SELFIE_REFUSED)
-        except ImageInputError as exc:
-            log.info("%s for %s: unusable input: %s", what, p.id, exc)
-            return await self._finish(st, incoming, msg, unreadable)
-        except ImageError as exc:
-            log.error("%s for %s failed: %s", what, p.id, exc)
-            return await self._finish(st, incoming, msg, SELFIE_FAILED)
-        except Exception:
-            log.exception("image backend crashed on %s for %s", what, p.id)
-            return await self._finish(st, incoming, msg, SELFIE_FAILED)
-        asset = await self.store.add_media_asset(
-            persona_id=st.db_id, kind="image", path=str(result.path), mime="image/png",
-            generator=result.metadata.get("model") or self.image.name, parameters=dict(result.metadata), seed=result.seed,
-        )
-        media = MediaFile(kind="image", path=str(result.path), mime="image/png", caption=caption)
-        rid = await self.store.store_reply(
-            incoming.conversation_id, incoming.message_id, caption,
-            media=[media_record(media, asset)],
-        )
-        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id, media=(media,), message_db_id=rid)
-
     def voice_profile(self, persona: Persona):
         """The persona's voice: only a profile made here by `vchar voice set`, whose sample
         passed the sample checks and whose consent record was made on this installation.
@@ -528,59 +330,6 @@ class PersonaManager:
             log.warning("%s: the voice sample named in its persona file is not used; give it a voice with "
                         "`vchar voice set %s SAMPLE` (checks the sample and records consent)", persona.id, persona.id)
         return None
-
-    async def _voice_note(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, text: str, user_name: str) -> Reply:
-        """/voice [text]: the text, or the character's last words here, as voice notes."""
-        from generators.voice.base import VoiceError
-
-        p = st.persona
-        if not text:
-            last = [h for h in await self.store.history(incoming.conversation_id, 10, before_id=incoming.message_id)
-                    if h.role == "assistant" and h.text]
-            text = last[-1].text if last else (p.render(p.greetings[0], user_name) if p.greetings else f"Hi, I'm {p.name}!")
-        profile = self.voice_profile(p)
-        if profile is None:
-            return await self._finish(st, incoming, msg, VOICE_NONE)
-        if self.jobs is not None:
-            import dataclasses
-
-            prof = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(profile).items()}
-            failed = VOICE_FAILED.format(text=text)
-            return await self.jobs.submit(
-                persona_id=p.id, persona_db_id=st.db_id, incoming=incoming, msg=msg, kind="voice",
-                params={"text": text, "profile": prof, "language": profile.language or p.language,
-                        "style": p.identity.voice.style},
-                caption=None, text=text, seed=incoming.message_id,
-                failure={"failed": failed, "invalid": failed, "unconfigured": VOICE_NONE},
-            )
-        try:
-            notes = await self.voice.agenerate(text, profile, language=profile.language or p.language,
-                                               style=p.identity.voice.style)
-        except VoiceError as exc:
-            log.error("voice note for %s failed: %s", p.id, exc)
-            return await self._finish(st, incoming, msg, VOICE_FAILED.format(text=text))
-        except Exception:
-            log.exception("voice backend crashed for %s", p.id)
-            return await self._finish(st, incoming, msg, VOICE_FAILED.format(text=text))
-        files, records = [], []
-        for note in notes:
-            asset = await self.store.add_media_asset(
-                persona_id=st.db_id, kind="voice", path=str(note.path), mime=note.mime_type, generator=note.backend,
-                parameters={"text": note.text, "language": note.language, "style": note.style or "",
-                            "part": note.part, "parts": note.parts}, duration=note.duration,
-            )
-            files.append(MediaFile(kind="voice", path=str(note.path), mime=note.mime_type, duration=note.duration))
-            records.append(media_record(files[-1], asset))
-        rid = await self.store.store_reply(incoming.conversation_id, incoming.message_id, text, media=records)
-        return Reply(text="", chat_id=msg.chat_id, persona=p.id, reply_to_message_id=msg.message_id,
-                     media=tuple(files), message_db_id=rid)
-
-    async def _memory_answer(self, st: _PersonaState, incoming: Incoming, user_name: str) -> str:
-        rows = await self.store.list_memories(st.db_id, incoming.user_id, limit=12)
-        if not rows:
-            return f"Hmm, I don't think you've told me much about yourself yet, {user_name}. Tell me something?"
-        lines = "\n".join(f"- {to_second_person(r.text, user_name)}" for r in rows)
-        return f"Here's what I remember about you, {user_name}:\n{lines}\n(Say /forget and I'll let all of it go.)"
 
     async def forget(self, persona_id: str, platform: str, platform_user_id: str) -> dict | None:
         """Delete everything a persona holds about a person, the files made for them

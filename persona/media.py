@@ -62,6 +62,7 @@ class MediaJobs:
         self.bell = bell  # rings whoever runs jobs (the in-process worker, or taskiq)
         self.on_reply = on_reply  # a finished job stored a reply: the outbox may look now
         self.uploads = uploads
+        self.local = None  # generators.jobs.Worker in this process (no queue URL): it takes jobs directly
 
     async def submit(
         self, *, persona_id: str, persona_db_id: int, incoming: Incoming, msg: IncomingMessage, kind: str,
@@ -79,8 +80,13 @@ class MediaJobs:
                       "persona_db_id": persona_db_id, "caption": caption, "text": text, "failure": failure,
                       "upload": upload, "ack_id": ack_id, "ack": ack_line},
         }
-        job, new = await self.jobs.enqueue(kind, payload, key, requester=requester(msg, persona_id))
-        if new and self.bell is not None:
+        who = requester(msg, persona_id)
+        if self.local is not None:  # the in-process worker: started here when it has a free slot
+            job, new = await self.local.enqueue_here(
+                kind, lambda by: self.jobs.enqueue(kind, payload, key, requester=who, claimed_by=by, lease=self.local.lease))
+        else:
+            job, new = await self.jobs.enqueue(kind, payload, key, requester=who)
+        if new and self.local is None and self.bell is not None:
             try:
                 await self.bell(kind, job.id)
             except Exception as exc:  # noqa: BLE001 - the job is in the table: workers find it anyway

@@ -126,11 +126,37 @@ class Worker:
         self._slots = {k: asyncio.Semaphore((concurrency or {}).get(k, 1)) for k in self.kinds}
         self._bell = asyncio.Event()
         self._running: dict[int, asyncio.Task] = {}
+        self._stopping = True  # until run(): nothing is started that no loop would hand back
         self.done = 0
 
     def ring(self) -> None:
         """A job was queued: look now."""
         self._bell.set()
+
+    async def enqueue_here(self, kind: str, enqueue: Callable[[str | None], Awaitable[tuple[Any, bool]]]) -> tuple[Any, bool]:
+        """Queue a job that this worker may run: with a free slot for ``kind``, it is
+        inserted already claimed by this worker (``enqueue(self.name)``, one transaction
+        instead of an insert and a claim) and started at once; otherwise it is queued
+        (``enqueue(None)``) and the worker rung."""
+        slot = self._slots.get(kind)
+        if slot is None or slot.locked() or self._stopping:
+            job, new = await enqueue(None)
+            if new:
+                self.ring()
+            return job, new
+        await slot.acquire()  # free: does not wait
+        try:
+            job, new = await enqueue(self.name)
+        except BaseException:
+            slot.release()
+            raise
+        if not new or job.status != "running" or job.worker != self.name:
+            slot.release()  # the same request again: that job is already on its way
+            return job, new
+        task = asyncio.create_task(self._run(job), name=f"job {job.id}")
+        self._running[job.id] = task
+        task.add_done_callback(lambda t, jid=job.id: (self._running.pop(jid, None), slot.release()))
+        return job, new
 
     async def run_one(self, job_id: int | None = None, kinds: Iterable[str] | None = None) -> bool:
         """Claim one job (``job_id``, or the oldest of ``kinds``) and run it to the end.
@@ -225,11 +251,13 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop``; running jobs are handed back to the queue."""
+        self._stopping = False
         loops = [asyncio.create_task(self._kind_loop(k, stop)) for k in self.kinds]
         loops.append(asyncio.create_task(self._sweep_loop(stop)))
         try:
             await stop.wait()
         finally:
+            self._stopping = True
             for t in loops:
                 t.cancel()
             for t in list(self._running.values()):

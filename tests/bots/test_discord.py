@@ -20,7 +20,8 @@ from sqlalchemy import select
 from bots.discord_adapter import APOLOGY, SLASH_COMMANDS, DiscordAdapter, split_message
 from db.models import Message
 from generators.text.lite import LiteTextGenerator
-from persona.manager import HELP_TEXT, MEDIA_COMMANDS, ManagerConfig, PersonaManager
+from persona.commands import HELP_TEXT, MEDIA_COMMANDS
+from persona.manager import ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage, MediaFile, Reply
 from tests.fakes.discord_server import FakeDiscordServer

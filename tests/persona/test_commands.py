@@ -6,8 +6,8 @@ from __future__ import annotations
 from bots.discord_adapter import SLASH_COMMANDS
 from bots.telegram import COMMANDS as TELEGRAM_MENU
 from generators.text.lite import LiteTextGenerator
-from persona.commands import ADMIN_HELP, COMMANDS, HELP_TEXT
-from persona.manager import UNKNOWN_COMMAND, ManagerConfig, PersonaManager
+from persona.commands import ADMIN_HELP, COMMANDS, HELP_TEXT, UNKNOWN_COMMAND
+from persona.manager import ManagerConfig, PersonaManager
 from tests.persona.test_manager import msg, registry  # noqa: F401 - fixture
 
 

@@ -12,7 +12,8 @@ from db.models import Message
 from generators.text.base import TextGenerationError, estimate_tokens
 from generators.text.lite import LiteTextGenerator
 from persona.limits import Rate, RateLimiter
-from persona.manager import ADMIN_ONLY, CHAT_LIMITED, FALLBACK_LINES, FORGOTTEN, MEDIA_LIMITED, ManagerConfig, PersonaManager
+from persona.commands import ADMIN_ONLY, FORGOTTEN
+from persona.manager import CHAT_LIMITED, FALLBACK_LINES, MEDIA_LIMITED, ManagerConfig, PersonaManager
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage
 from tests.fakes.text import ScriptedText
@@ -284,7 +285,7 @@ async def test_selfie_command_sends_a_picture_with_a_caption(store, embedder, po
 
 async def test_selfie_refusal_and_missing_portrait_answer_in_character(store, embedder, portrait_registry, registry, tmp_path):
     from generators.image import build_image_backend
-    from persona.manager import SELFIE_NO_PORTRAIT, SELFIE_REFUSED
+    from persona.requests import SELFIE_NO_PORTRAIT, SELFIE_REFUSED
 
     image = build_image_backend("lite", out_dir=tmp_path / "images")
     m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
@@ -344,7 +345,8 @@ async def test_art_and_portrait_redraw_the_photo_that_came_with_the_command(stor
 
 async def test_art_without_a_photo_or_with_a_broken_one_answers_in_character(store, embedder, portrait_registry, registry, tmp_path):
     from generators.image import build_image_backend
-    from persona.manager import ART_UNREADABLE, MEDIA_COMMANDS
+    from persona.commands import MEDIA_COMMANDS
+    from persona.requests import ART_UNREADABLE
 
     image = build_image_backend("lite", out_dir=tmp_path / "images")
     m = PersonaManager(store, portrait_registry, LiteTextGenerator(embedder), embedder, ManagerConfig(), image=image)
@@ -369,7 +371,7 @@ async def test_nsfw_persona_lifts_image_safety_and_the_sfw_rule(store, embedder,
     import yaml
 
     from generators.image import build_image_backend
-    from persona.manager import SELFIE_REFUSED
+    from persona.requests import SELFIE_REFUSED
 
     source = portrait_registry.sources["mira"]
     data = yaml.safe_load(source.read_text())

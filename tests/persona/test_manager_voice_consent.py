@@ -24,7 +24,7 @@ async def test_a_sample_and_consent_claimed_in_a_persona_file_give_no_voice(stor
 
 
 async def test_unknown_commands_are_answered_as_such_and_admins_see_their_help(store, embedder):
-    from persona.manager import UNKNOWN_COMMAND
+    from persona.commands import UNKNOWN_COMMAND
     from persona.registry import SAMPLES
     from tests.persona.test_manager import msg
 
@@ -38,7 +38,7 @@ async def test_unknown_commands_are_answered_as_such_and_admins_see_their_help(s
 
 
 async def test_voice_note_asked_in_words_is_a_voice_note():
-    from persona.manager import VOICE_REQUEST
+    from persona.requests import VOICE_REQUEST
 
     for said in ("send me a voice note", "can you send a voice message?", "record me a voice memo pls"):
         assert VOICE_REQUEST.search(said), said

@@ -73,7 +73,7 @@ async def test_an_art_photo_survives_its_download_folder_and_is_removed_after(st
 
 
 async def test_cancel_stops_the_persons_job_and_a_refusal_is_answered_in_character(store, embedder, portrait_registry, tmp_path):
-    from persona.manager import SELFIE_REFUSED
+    from persona.requests import SELFIE_REFUSED
 
     m, table, worker, _ = await _setup(store, embedder, portrait_registry, tmp_path)
     await m.handle(msg("/selfie at the lake", mid="a"))

@@ -154,3 +154,52 @@ async def test_the_worker_loop_runs_jobs_as_they_are_queued(store):
     stop.set()
     await loop
     assert sorted(r["i"] for _, r, _ in done) == [0, 1, 2, 3]
+
+
+async def test_a_free_local_slot_takes_a_new_job_in_its_insert_and_a_busy_one_queues_it(store):
+    table = JobTable(store)
+    gate, done = asyncio.Event(), []
+
+    async def runner(params, progress):
+        await gate.wait()
+        return {"files": [], "n": params["n"]}
+
+    w = _worker(table, runner, done, concurrency={"image": 1}, poll=0.05)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(w.run(stop))
+    await asyncio.sleep(0)
+
+    def enqueue(n):
+        return lambda by: table.enqueue("image", {"params": {"n": n}}, f"here-{n}", claimed_by=by, lease=30)
+
+    first, new = await w.enqueue_here("image", enqueue(1))
+    assert new and first.status == "running" and first.worker == w.name and first.attempts == 1
+    again, new_again = await w.enqueue_here("image", enqueue(1))  # the same request: the same job, not run twice
+    assert not new_again and again.id == first.id
+    second, _ = await w.enqueue_here("image", enqueue(2))  # the one slot is busy: queued for the loop
+    assert second.status == "queued"
+    gate.set()
+    for _ in range(200):
+        if len(done) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(r["n"] for _, r, _ in done) == [1, 2]
+    stop.set()
+    await loop
+
+
+async def test_a_job_taken_at_insert_by_a_process_that_died_runs_again(store):
+    table = JobTable(store)
+    job, _ = await table.enqueue("image", {"params": {}}, "orphan", claimed_by="gone:1", lease=30)
+    async with store.write() as conn:  # that process is gone: its lease runs out
+        await conn.execute(update(Job.__table__).where(Job.__table__.c.id == job.id)
+                           .values(lease_until=utcnow() - timedelta(seconds=1)))
+    again, dead = await table.requeue_expired()
+    assert again == [job.id] and not dead
+    done = []
+
+    async def runner(params, progress):
+        return {"files": []}
+
+    assert await _worker(table, runner, done).run_one()
+    assert [d[0] for d in done] == [job.id] and (await table.get(job.id)).attempts == 2

@@ -7,7 +7,8 @@ import av
 from generators.text.lite import LiteTextGenerator
 from generators.voice import VoiceGenerator, build_voice_backend
 from generators.voice.base import VoiceBackendError
-from persona.manager import VOICE_NONE, ManagerConfig, PersonaManager
+from persona.manager import ManagerConfig, PersonaManager
+from persona.requests import VOICE_NONE
 from persona.registry import SAMPLES, PersonaRegistry
 from persona.types import IncomingMessage
 
