@@ -341,22 +341,8 @@ class LiteVoice(VoiceBackend):
             return espeak(text, espeak_voice_for(language), rate).astype(np.float32)
         m = self._model(profile, language)
         src = espeak(text, m.espeak_voice, rate)
-        f0, sp, _ = _analyze(src, with_ap=False)
-        c = _coded(sp)
-        Xs = (c[:, 1 : 1 + FEAT_DIMS] - m.src_mean) / m.src_std
-        Xs = np.concatenate([Xs, np.ones((len(Xs), 1))], axis=1) @ m.W
-        C = _sqdist(_stack(Xs), m.feats) / m.feats.shape[1]
+        f0, out_sp, out_ap, path = self.convert_frames(src, profile, language)
         voiced = f0 > 0
-        C += UV_COST * (voiced[:, None] != m.voiced[None, :])
-        path = _viterbi(C)
-        out_sp = m.sp[path].copy()
-        out_ap = m.ap[path].copy()
-
-        # loudness contour from espeak, level from the sample
-        from scipy.ndimage import uniform_filter1d
-
-        gain = (c[:, 0] - c[:, 0].max()) - (m.level[path] - m.level.max())
-        out_sp *= np.exp(uniform_filter1d(gain, 3))[:, None]
 
         # pitch: espeak's intonation, the sample's level and range, the style's shift and range
         out_f0 = np.zeros_like(f0)
@@ -377,6 +363,32 @@ class LiteVoice(VoiceBackend):
         if peak > 0:
             y = y / peak * 0.9
         return y.astype(np.float32)
+
+    def espeak_voice(self, profile: VoiceProfile | None, language: str = "en") -> str:
+        """The espeak-ng voice the conversion starts from (the stock voice without a profile)."""
+        return self._model(profile, language).espeak_voice if profile is not None else espeak_voice_for(language)
+
+    def convert_frames(self, src: np.ndarray, profile: VoiceProfile, language: str = "en"):
+        """WORLD frames (5 ms) of espeak-ng speech ``src`` in the sample's voice: espeak's
+        F0, and the spectral envelopes and aperiodicities of the sample frames the Viterbi
+        search picks, at espeak's loudness contour. Returns (f0, sp, ap, path)."""
+        from scipy.ndimage import uniform_filter1d
+
+        m = self._model(profile, language)
+        f0, sp, _ = _analyze(src, with_ap=False)
+        c = _coded(sp)
+        Xs = (c[:, 1 : 1 + FEAT_DIMS] - m.src_mean) / m.src_std
+        Xs = np.concatenate([Xs, np.ones((len(Xs), 1))], axis=1) @ m.W
+        C = _sqdist(_stack(Xs), m.feats) / m.feats.shape[1]
+        voiced = f0 > 0
+        C += UV_COST * (voiced[:, None] != m.voiced[None, :])
+        path = _viterbi(C)
+        out_sp = m.sp[path].copy()
+        out_ap = m.ap[path].copy()
+        # loudness contour from espeak, level from the sample
+        gain = (c[:, 0] - c[:, 0].max()) - (m.level[path] - m.level.max())
+        out_sp *= np.exp(uniform_filter1d(gain, 3))[:, None]
+        return f0, out_sp, out_ap, path
 
     def describe(self) -> dict:
         return {"backend": self.name, "engine": "espeak-ng + WORLD unit selection", "sample_rate": SR}

@@ -1,0 +1,164 @@
+"""Music: short songs and instrumental clips.
+
+A :class:`MusicRequest` (a style or a prompt, lyrics or a topic, duration, tempo, key,
+seed, an optional voice profile) goes in; a :class:`Song` comes out: the mixed file,
+its stems (``vocals.wav``, ``backing.wav``), the sung notes (``melody.mid``), the lyric
+timings (``lyrics.lrc``) and metadata (tempo, key, sections, generator, seed). The same
+request and seed make the same file.
+
+Backends (``VCHAR_MUSIC_BACKEND``):
+- ``lite`` (the default): CPU only, no weights, seconds. ``generators.music.composer``
+  writes the song, FluidSynth plays it with a General MIDI SoundFont, the lite singer
+  (espeak-ng moved onto the melody with WORLD, converted toward the character's voice by
+  the lite voice) sings it, ``generators.music.mix`` mixes and masters it. It sounds like
+  a General MIDI demo with a synthetic singer: a sketch, not a studio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAX_DURATION = 120.0  # s, the lite tier's limit
+MIN_DURATION = 8.0
+FORMATS = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
+
+
+class MusicError(RuntimeError):
+    """The song could not be made (a backend that cannot load, a missing synthesizer)."""
+
+
+class MusicInputError(MusicError, ValueError):
+    """The request cannot be sung as asked (refused lyrics, an unknown format)."""
+
+
+@dataclass(frozen=True)
+class MusicRequest:
+    topic: str = ""  # what the song is about (the lite template's subject)
+    lyrics: str | None = None  # [verse]/[chorus] text; None: written from the topic
+    style: str | None = None  # a style name or words ("dreamy lo-fi"); None: pop
+    duration: float = 30.0
+    tempo: float | None = None
+    key: str | None = None  # "A minor", "F#", ...
+    seed: int = 0
+    title: str | None = None
+    artist: str = "vchar"
+    voice: Any = None  # a generators.voice.VoiceProfile, or None
+    language: str = "en"
+    instrumental: bool = False
+    stock_voice: bool = False  # no voice profile: sing with espeak-ng's own voice instead of playing it
+    hint: str = ""  # a word of the character's world for template lyrics
+    cover: str | None = None  # a picture for the cover (the character's portrait)
+    fmt: str = "mp3"
+
+
+@dataclass
+class Song:
+    path: Path
+    mime: str
+    title: str
+    artist: str
+    duration: float
+    lyrics: str
+    lrc: str
+    metadata: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was changed from the request, to say
+    stems: dict[str, Path] = field(default_factory=dict)
+    cover: str | None = None
+
+
+def nearest_duration(seconds: float | None) -> tuple[float, str | None]:
+    if seconds is None or not math.isfinite(float(seconds)):
+        return 30.0, None
+    s = float(seconds)
+    if s > MAX_DURATION:
+        return MAX_DURATION, f"songs here are at most {int(MAX_DURATION)} seconds, so this one is {int(MAX_DURATION)}"
+    if s < MIN_DURATION:
+        return MIN_DURATION, f"a song needs at least {int(MIN_DURATION)} seconds, so this one is {int(MIN_DURATION)}"
+    return s, None
+
+
+def request_key(req: MusicRequest, generator: str) -> str:
+    d = dataclasses.asdict(req)
+    v = req.voice
+    d["voice"] = getattr(v, "sample_sha256", None) if v is not None else None
+    d["generator"] = generator
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def encode(x: np.ndarray, sr: int, path: Path, *, title: str = "", artist: str = "", fmt: str | None = None) -> Path:
+    """Stereo ``x`` (n, 2) as MP3 (192 kb/s), OGG/Opus (128 kb/s) or 16-bit WAV, with title
+    and artist tags; written bit-exactly, so the same samples give the same bytes."""
+    import av
+
+    from generators.voice.finishing import resample
+
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise MusicInputError(f"unknown audio format {fmt!r}: use .mp3, .ogg or .wav")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if x.ndim == 1:
+        x = np.stack([x, x], axis=1)
+    if fmt == "wav":
+        import soundfile
+
+        soundfile.write(str(path), np.clip(x, -1, 1), sr, subtype="PCM_16")
+        return path
+    codec, rate, bit_rate = ("libmp3lame", 44100, 192000) if fmt == "mp3" else ("libopus", 48000, 128000)
+    if rate != sr:
+        x = np.stack([resample(x[:, c], sr, rate) for c in range(2)], axis=1)
+    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), "w", format="mp3" if fmt == "mp3" else "ogg",
+                 container_options={"fflags": "+bitexact"}) as out:
+        if title:
+            out.metadata["title"] = title
+        if artist:
+            out.metadata["artist"] = artist
+        stream = out.add_stream(codec, rate=rate)
+        stream.bit_rate = bit_rate
+        stream.layout = "stereo"
+        stream.codec_context.flags |= getattr(av.codec.context.Flags, "bitexact", 0) if hasattr(av.codec, "context") else 0
+        frame_size = 960 if codec == "libopus" else 1152
+        pts = 0
+        for start in range(0, len(pcm), frame_size):
+            block = pcm[start: start + frame_size]
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate = rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, rate)
+            pts += len(block)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    tmp.replace(path)
+    return path
+
+
+def lrc(lines: list[tuple[float, str]], title: str, artist: str) -> str:
+    out = [f"[ti:{title}]", f"[ar:{artist}]", "[by:vchar]"]
+    for t, text in lines:
+        m, s = divmod(max(0.0, t), 60)
+        out.append(f"[{int(m):02d}:{s:05.2f}]{text}")
+    return "\n".join(out) + "\n"
+
+
+def build_music_backend(name: str = "lite", **kw):
+    if name == "lite":
+        from generators.music.lite import LiteMusic
+
+        return LiteMusic(**kw)
+    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): the lite backend is what this "
+                     f"version ships")

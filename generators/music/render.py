@@ -1,0 +1,84 @@
+"""Render MIDI with a General MIDI SoundFont through FluidSynth.
+
+FluidSynth (the C library, Debian's ``libfluidsynth3``; driven through pyfluidsynth and
+pretty_midi) plays every SoundFont 2 feature, renders offline faster than real time and
+gives the same samples for the same events, so the same song renders to the same file.
+The SoundFont is the first found of ``VCHAR_MUSIC_SOUNDFONT``, Debian's
+``fluid-soundfont-gm`` (FluidR3_GM, MIT licence) and the small TimGM6mb that pretty_midi
+ships in its wheel (GPL-2.0).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+SR = 44100
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
+              "/usr/share/sounds/sf2/default-GM.sf2")
+_local = threading.local()
+
+
+class SynthUnavailable(RuntimeError):
+    """FluidSynth or a SoundFont is missing; the message says what to install."""
+
+
+def soundfont_path() -> Path:
+    env = os.environ.get("VCHAR_MUSIC_SOUNDFONT")
+    if env:
+        if not Path(env).is_file():
+            raise SynthUnavailable(f"VCHAR_MUSIC_SOUNDFONT={env} is not a file")
+        return Path(env)
+    for p in SOUNDFONTS:
+        if Path(p).is_file():
+            return Path(p)
+    import pretty_midi
+
+    bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    if bundled.is_file():
+        return bundled
+    raise SynthUnavailable("no General MIDI SoundFont found: apt-get install fluid-soundfont-gm "
+                           "(or scripts/system-deps.sh), or set VCHAR_MUSIC_SOUNDFONT")
+
+
+def _synth():
+    """One FluidSynth instance per thread (and so per process), with the SoundFont loaded once."""
+    s = getattr(_local, "synth", None)
+    if s is not None:
+        return s
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as exc:
+        raise SynthUnavailable(f"the lite music needs FluidSynth: apt-get install libfluidsynth3 "
+                               f"(or scripts/system-deps.sh) and pip install pyfluidsynth ({exc})") from exc
+    synth = fluidsynth.Synth(samplerate=float(SR))
+    synth.setting("synth.reverb.active", 0)  # the mix adds its own reverb, the same on every machine
+    synth.setting("synth.chorus.active", 0)
+    sfid = synth.sfload(str(soundfont_path()))
+    if sfid < 0:
+        raise SynthUnavailable(f"FluidSynth could not load the SoundFont {soundfont_path()}")
+    _local.synth = (synth, sfid)
+    return _local.synth
+
+
+def render_instrument(inst, length: float) -> np.ndarray:
+    """One pretty_midi instrument as mono float32 samples, ``length`` seconds long."""
+    n = int(round(length * SR))
+    if not inst.notes:
+        return np.zeros(n, np.float32)
+    synth, sfid = _synth()
+    y = inst.fluidsynth(fs=SR, synthesizer=synth, sfid=sfid)
+    for ch in range(16):  # nothing rings on into the next instrument
+        synth.all_sounds_off(ch)
+    y = np.asarray(y, np.float32)
+    out = np.zeros(n, np.float32)
+    out[: min(n, len(y))] = y[:n]
+    return out
+
+
+def render_backing(pm, length: float) -> dict[str, np.ndarray]:
+    """Each instrument of ``pm`` rendered on its own (the mix sets their levels)."""
+    return {inst.name or f"track{i}": render_instrument(inst, length) for i, inst in enumerate(pm.instruments)}
