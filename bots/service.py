@@ -81,7 +81,8 @@ def media_backends(s: Settings, image=None):
         from bots.settings import ImageSettings
         from generators.voice import VoiceSettings
 
-        return Offsite("image", ImageSettings().backend), Offsite("voice", VoiceSettings().voice_backend)
+        return (Offsite("image", ImageSettings().backend), Offsite("voice", VoiceSettings().voice_backend),
+                Offsite("music", s.music_backend))
     if image is None:
         from bots.image_cli import build_from_settings
         from bots.settings import ImageSettings
@@ -99,7 +100,16 @@ def media_backends(s: Settings, image=None):
                                s.media_dir / "voice", max_note_chars=vs.voice_max_note_chars, fmt=vs.voice_format)
     except Exception as exc:  # voice notes are optional: replies go out as text
         log.error("voice backend not available, voice notes are off: %s", exc)
-    return image, voice
+    music = None
+    try:
+        from generators.music import build_music_backend
+
+        vb = getattr(voice, "backend", None)  # the lite voice's conversion (and its cache) sings too
+        music = build_music_backend(s.music_backend, out_dir=s.media_dir / "music",
+                                    voice=vb if getattr(vb, "name", "") == "lite" else None)
+    except Exception as exc:  # songs are optional
+        log.error("music backend not available, songs are off: %s", exc)
+    return image, voice, music
 
 
 async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.Event | None = None,
@@ -108,7 +118,7 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
     from db.jobs import JobTable
     from generators.jobs import Worker
     from generators.jobs.distributed import serve_worker
-    from generators.jobs.runners import image_runner, voice_runner
+    from generators.jobs.runners import image_runner, music_runner, voice_runner
     from persona.media import MediaJobs
 
     if not settings.queue_url:
@@ -125,12 +135,14 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
     url = settings.resolved_database_url
     await upgrade_async(url)
     store = Store.from_url(url)
-    image, voice = media_backends(settings)
+    image, voice, music = media_backends(settings)
     runners = {}
     if image is not None:
         runners["image"] = image_runner(image)
     if voice is not None:
         runners["voice"] = voice_runner(voice)
+    if music is not None:
+        runners["music"] = music_runner(music)
     wanted = kinds or sorted(runners)
     missing = [k for k in wanted if k not in runners]
     if missing:
@@ -213,10 +225,10 @@ class Service:
             admins=admin_ids(s),
         )
         await asyncio.to_thread(install_sample_voices, s)
-        image, voice = media_backends(s, image=self._image)
-        self.media = await self._media_jobs(image, voice)
+        image, voice, music = media_backends(s, image=self._image)
+        self.media = await self._media_jobs(image, voice, music)
         self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
-                                      voice=voice, voices_root=s.voices_dir, jobs=self.media)
+                                      voice=voice, music=music, voices_root=s.voices_dir, jobs=self.media)
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",
@@ -224,12 +236,12 @@ class Service:
         )
         return self
 
-    async def _media_jobs(self, image, voice):
+    async def _media_jobs(self, image, voice, music=None):
         """Media requests become jobs: run by the in-process worker (the default), or,
         with ``VCHAR_QUEUE_URL``, rung through taskiq to `vchar worker` processes."""
         from db.jobs import JobTable
         from generators.jobs import Worker
-        from generators.jobs.runners import image_runner, voice_runner
+        from generators.jobs.runners import image_runner, music_runner, voice_runner
         from persona.media import MediaJobs
 
         s = self.settings
@@ -253,9 +265,11 @@ class Service:
             runners["image"] = image_runner(image)
         if voice is not None:
             runners["voice"] = voice_runner(voice)
+        if music is not None:
+            runners["music"] = music_runner(music)
         if runners:
             self.worker = Worker(self.jobs, runners, on_done=media.on_done, on_failed=media.on_failed,
-                                 concurrency={"image": 2, "voice": 2}, lease=s.job_lease)
+                                 concurrency={"image": 2, "voice": 2, "music": 1}, lease=s.job_lease)
 
             async def bell(kind: str, job_id: int) -> None:
                 self.worker.ring()

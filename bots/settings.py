@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     default_persona: str | None = Field(default=None, description="Persona used when none is named.")
 
     text_backend: Literal["lite", "transformers", "openai"] = "lite"
+    music_backend: Literal["lite"] = Field(default="lite", description="Songs and clips: lite (CPU, no weights).")
     text_model: str | None = Field(default=None, description="Model id or folder (transformers) or model name (openai).")
     text_base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     text_api_key: SecretStr | None = None

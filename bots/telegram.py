@@ -97,8 +97,9 @@ ALLOWED_UPDATES = ("message", "edited_message")
 _MEDIA_ACTIONS = {
     "image": ChatAction.UPLOAD_PHOTO,
     "voice": ChatAction.RECORD_VOICE,
-    "audio": ChatAction.UPLOAD_DOCUMENT,
+    "audio": ChatAction.UPLOAD_VOICE,
     "video": ChatAction.UPLOAD_VIDEO,
+    "music": ChatAction.RECORD_VOICE,  # a song job at work: the character is singing
 }
 
 
@@ -685,7 +686,9 @@ class TelegramAdapter(Adapter):
             elif kind == "voice":
                 sent = await self.bot.send_voice(voice=data, filename=path.name, duration=duration, **common)
             elif kind == "audio":
-                sent = await self.bot.send_audio(audio=data, filename=path.name, duration=duration, **common)
+                thumb = Path(media.thumbnail).read_bytes() if media.thumbnail and Path(media.thumbnail).is_file() else None
+                sent = await self.bot.send_audio(audio=data, filename=path.name, duration=duration, title=media.title,
+                                                 performer=media.performer, thumbnail=thumb, **common)
             elif kind == "video":
                 sent = await self.bot.send_video(video=data, filename=path.name, duration=duration,
                                                  supports_streaming=True, **common)

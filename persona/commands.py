@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from db.store import Incoming
 from generators.text.base import to_second_person
-from persona import requests
+from persona import requests, songs
 from persona.types import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ COMMANDS: tuple[Command, ...] = (
             handler=requests.voice_note, needs="voice"),
     Command("song", "A song (if this host has it set up)", "a short song I write for you", "style", "What kind of song",
             rate="media", unavailable="I'd love to make you a song, but my music studio isn't set up here yet.",
-            needs="music"),
+            handler=songs.song, needs="music"),
     Command("video", "A video (if this host has it set up)", "a short video of me talking", "text",
             "What the video is about", rate="media",
             unavailable="Videos aren't set up on this server yet, sorry! Words will have to do.",

@@ -137,7 +137,8 @@ class MediaJobs:
             return
         records = [
             {"kind": f["kind"], "path": f["path"], "mime": f.get("mime"), "duration": f.get("duration"),
-             "caption": r.get("caption") if i == 0 else None}
+             "caption": r.get("caption") if i == 0 else None,
+             **{k: f[k] for k in ("title", "performer", "thumbnail") if f.get(k)}}
             for i, f in enumerate(files)
         ]
         assets = [

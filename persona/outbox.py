@@ -29,14 +29,19 @@ DEFAULT_MAX_AGE = 6 * 3600.0  # seconds: a reply older than this is dropped, not
 
 def media_record(media: MediaFile, asset_id: int | None = None) -> dict[str, Any]:
     """How a reply's media file is kept in its row, enough to send it again."""
-    return {"kind": media.kind, "asset_id": asset_id, "path": media.path, "mime": media.mime,
-            "caption": media.caption, "duration": media.duration}
+    rec = {"kind": media.kind, "asset_id": asset_id, "path": media.path, "mime": media.mime,
+           "caption": media.caption, "duration": media.duration}
+    for k in ("title", "performer", "thumbnail"):
+        if getattr(media, k):
+            rec[k] = getattr(media, k)
+    return rec
 
 
 def reply_from_row(row: dict[str, Any], persona: str) -> Reply:
     media = tuple(
         MediaFile(kind=m["kind"], path=m["path"], mime=m.get("mime") or "application/octet-stream",
-                  caption=m.get("caption"), duration=m.get("duration"))
+                  caption=m.get("caption"), duration=m.get("duration"), title=m.get("title"),
+                  performer=m.get("performer"), thumbnail=m.get("thumbnail"))
         for m in (row.get("media") or []) if isinstance(m, dict) and m.get("path")
     )
     return Reply(

@@ -58,6 +58,12 @@ def detect(manager, text: str) -> tuple[str, str] | None:
             return "selfie", asked.group("scene") or ""
     if manager.voice is not None and VOICE_REQUEST.search(text):
         return "voice", ""  # its last words, spoken
+    if getattr(manager, "music", None) is not None:
+        from persona.songs import detect as song_topic
+
+        topic = song_topic(text)
+        if topic is not None:
+            return "song", f"about {topic}" if topic else ""
     return None
 
 

@@ -62,6 +62,9 @@ class MediaFile:
     mime: str
     caption: str | None = None
     duration: float | None = None
+    title: str | None = None  # a song's title and performer (Telegram's audio player shows them)
+    performer: str | None = None
+    thumbnail: str | None = None  # a small JPEG shown with it (a song's cover)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,17 @@ class SafetyConfig:
         return tuple(t for t in (*_SOFT, *(e.lower() for e in self.extra_blocklist)) if t not in allowed)
 
 
+def blocked_term(text: str, *, safe: bool = True, config: SafetyConfig = SafetyConfig()) -> str | None:
+    """The blocked term ``text`` contains, or None: the same lists as for pictures (the
+    hard list always, the soft list while ``safe``), for any text a character makes on
+    request (song lyrics, a topic)."""
+    t = _normalise(text)
+    minor, sexual = _find(_MINOR, t), _find(_SEXUAL, t)
+    if minor and sexual:
+        return f"{minor}+{sexual}"
+    return _find(config.hard_blocklist, t) or (_find(config.soft_terms, t) if safe else None)
+
+
 def check_prompt(request: ImageRequest, config: SafetyConfig = SafetyConfig()) -> None:
     """Raise ImageRefused (stage "prompt") if the prompt asks for something blocked.
     The negative prompt is not checked (it lists what must NOT appear)."""

@@ -64,3 +64,59 @@ def voice_runner(generator) -> Runner:
                                         "part": n.part, "parts": n.parts}} for n in notes]}
 
     return run
+
+
+def music_runner(backend) -> Runner:
+    """A song: ``params["request"]`` holds a ``MusicRequest`` as a dict (its ``voice`` a
+    VoiceProfile as a dict, checked like a voice job's). The cover (the character's
+    portrait) becomes the small JPEG Telegram shows with the song."""
+    from generators.music import MusicError, MusicInputError, MusicRequest
+    from generators.voice.base import ConsentError, VoiceProfile
+
+    fields = {f.name for f in dataclasses.fields(MusicRequest)}
+
+    async def run(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        raw = params.get("request")
+        if not isinstance(raw, dict) or not set(raw) <= fields:
+            raise JobInputError(f"a music job needs a 'request' with the fields of MusicRequest, got {raw!r}"[:300])
+        raw = dict(raw)
+        if raw.get("voice"):
+            try:
+                raw["voice"] = VoiceProfile(**raw["voice"])
+            except (TypeError, ConsentError) as exc:
+                raise JobInputError(f"the voice profile is not usable: {exc}", "unconfigured") from exc
+        request = MusicRequest(**raw)
+        await progress(0.02, "writing")
+        try:
+            song = await backend.agenerate(request, progress=progress)
+        except MusicInputError as exc:
+            raise JobInputError(str(exc)) from exc
+        except MusicError:
+            raise
+        await progress(0.97, "saving")
+        thumb = cover_thumbnail(request.cover, song.path.with_suffix(".jpg")) if request.cover else None
+        return {"files": [{"kind": "audio", "path": str(song.path), "mime": song.mime, "duration": song.duration,
+                           "title": song.title, "performer": song.artist, "thumbnail": thumb,
+                           "generator": song.metadata.get("generator", backend.name), "seed": request.seed,
+                           "metadata": song.metadata}]}
+
+    return run
+
+
+def cover_thumbnail(image: str, out) -> str | None:
+    """A square JPEG of at most 320 px and under 200 kB (what Telegram takes as a thumbnail)."""
+    from pathlib import Path
+
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(image) as im:
+            im = ImageOps.fit(im.convert("RGB"), (320, 320))
+            out = Path(out)
+            for quality in (85, 70, 50):
+                im.save(out, "JPEG", quality=quality)
+                if out.stat().st_size < 200_000:
+                    return str(out)
+    except OSError:
+        return None
+    return None

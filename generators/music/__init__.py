@@ -126,10 +126,11 @@ def encode(x: np.ndarray, sr: int, path: Path, *, title: str = "", artist: str =
             out.metadata["title"] = title
         if artist:
             out.metadata["artist"] = artist
-        stream = out.add_stream(codec, rate=rate)
+        # LAME's quality 7 of 0-9 (ffmpeg's compression_level): about twice as fast as its default 5,
+        # no difference a phone speaker shows at 192 kb/s
+        stream = out.add_stream(codec, rate=rate, options={"compression_level": "7"} if fmt == "mp3" else {})
         stream.bit_rate = bit_rate
         stream.layout = "stereo"
-        stream.codec_context.flags |= getattr(av.codec.context.Flags, "bitexact", 0) if hasattr(av.codec, "context") else 0
         frame_size = 960 if codec == "libopus" else 1152
         pts = 0
         for start in range(0, len(pcm), frame_size):

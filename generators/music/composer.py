@@ -46,7 +46,7 @@ class Score:
     style: Style
     parts: list[Part]
     backing: pretty_midi.PrettyMIDI  # chords, bass, pad, drums and the lead's own lines
-    vocal: list[VocalNote]
+    vocal: list[VocalNote]  # the tune (sung, or played by the lead in an instrumental)
     lines: list[tuple[float, str]]  # (start, text) of each sung line
     duration: float
     notes: list[str] = field(default_factory=list)
@@ -301,7 +301,7 @@ def compose(lyrics: Lyrics, style: Style, key: Key, tempo: float, duration: floa
     if instrumental:  # the lead plays the tune where the voice would have sung
         lead.notes += [pretty_midi.Note(velocity=92, pitch=n.pitch, start=n.start, end=n.end) for n in vocal]
     backing.instruments.append(lead)
-    return Score(key, tempo, style, parts, backing, [] if instrumental else vocal, lines, end, notes)
+    return Score(key, tempo, style, parts, backing, vocal, lines, end, notes)
 
 
 def _arrange(pm: pretty_midi.PrettyMIDI, style: Style, key: Key, chords: list[tuple[int, ...]], bar: float,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -62,16 +62,20 @@ class LiteMusic:
             return lyr
         return template_lyrics(req.topic, req.seed, hint=req.hint)
 
-    async def agenerate(self, req: MusicRequest, *, stems_dir: Path | None = None, progress=None) -> Song:
+    async def agenerate(self, req: MusicRequest, *, stems_dir: Path | None = None, progress=None,
+                        out_path: Path | None = None) -> Song:
         loop = asyncio.get_running_loop()
 
         def report(fraction: float, stage: str) -> None:
             if progress is not None:
                 asyncio.run_coroutine_threadsafe(progress(fraction, stage), loop)
 
-        return await asyncio.to_thread(self.generate, req, stems_dir=stems_dir, progress=report)
+        return await asyncio.to_thread(self.generate, req, stems_dir=stems_dir, progress=report, out_path=out_path)
 
-    def generate(self, req: MusicRequest, *, stems_dir: Path | None = None, progress: Progress | None = None) -> Song:
+    def generate(self, req: MusicRequest, *, stems_dir: Path | None = None, progress: Progress | None = None,
+                 out_path: Path | None = None) -> Song:
+        """Make the song; ``out_path`` (its suffix the format) instead of a file named by the
+        request under ``out_dir``."""
         from generators.music.mix import SR, mix
         from generators.music.render import SynthUnavailable, render_backing
         from generators.music.singer import sing
@@ -80,6 +84,8 @@ class LiteMusic:
         say = progress or (lambda f, s: None)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        if out_path is not None:
+            req = dataclasses.replace(req, fmt=Path(out_path).suffix.lstrip(".").lower())
         if req.fmt not in FORMATS:
             raise MusicInputError(f"unknown audio format {req.fmt!r}: use mp3, ogg or wav")
         notes: list[str] = []
@@ -140,7 +146,8 @@ class LiteMusic:
         say(0.9, "encoding")
         digest = request_key(req, self.name)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = encode(master, SR, self.out_dir / f"song-{digest}.{req.fmt}", title=title, artist=req.artist)
+        path = encode(master, SR, Path(out_path) if out_path else self.out_dir / f"song-{digest}.{req.fmt}",
+                      title=title, artist=req.artist)
         timings["encode"] = time.perf_counter() - t0 - sum(timings.values())
         lrc_text = lrc(score.lines, title, req.artist)
         meta = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.signal import butter, oaconvolve, sosfilt
 
 SR = 44100
 TARGET_LUFS = -14.0
@@ -54,7 +54,7 @@ def impulse_response(seconds: float = 1.6, seed: int = 7) -> np.ndarray:
 
 
 def _reverb(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    out = np.stack([fftconvolve(x, ir[:, c])[: len(x)] for c in range(2)], axis=1)
+    out = np.stack([oaconvolve(x, ir[:, c])[: len(x)] for c in range(2)], axis=1)
     return out
 
 

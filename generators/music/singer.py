@@ -51,8 +51,10 @@ def _spoken(word: str) -> str:
 
 def _segments(energy: np.ndarray, n_words: int) -> list[tuple[int, int]] | None:
     """Frame ranges of the words, cut at the silences espeak put between them."""
-    floor = max(float(np.percentile(energy, 10)), 1e-10)
-    loud = energy > floor * 10 ** (18 / 10)  # 18 dB over the quietest frames
+    db = 10 * np.log10(np.maximum(energy, 1e-20))
+    # over the quietest frames, and near enough to the speech (espeak's female voices
+    # breathe a little noise into the pauses)
+    loud = db > max(float(np.percentile(db, 10)) + 18, float(np.percentile(db, 95)) - 28)
     runs, start = [], None
     for i, on in enumerate(loud):
         if on and start is None:
@@ -113,14 +115,14 @@ def sing(notes: list[VocalNote], length: float, *, voice=None, profile=None, lan
     text = ", ".join(_spoken(notes[g[0]].syllable.word) for g in words)
     ev = voice.espeak_voice(profile, language) if voice is not None else espeak_voice_for(language)
     src = espeak(text, ev, 150)
-    if profile is not None and voice is not None:
-        f0_src, sp, ap, _ = voice.convert_frames(src, profile, language)
-    else:
-        f0_src, sp, ap = _analyze(src)
+    convert = profile is not None and voice is not None
+    f0_src, sp, ap = _analyze(src, with_ap=not convert)
     n_src = min(len(f0_src), len(sp))
-    energy = sp[:n_src].sum(axis=1)
+    energy = sp[:n_src].sum(axis=1)  # espeak's own loudness: silent between words
     voiced = f0_src[:n_src] > 0
     segs = _segments(energy, len(words))
+    if segs is not None and convert:
+        f0_src, sp, ap, _ = voice.convert_frames(src, profile, language, analysis=(f0_src, sp))
     if segs is None:  # espeak ran words together: read each word on its own
         log.debug("singer: word cuts did not match (%d words); reading words one by one", len(words))
         pieces_sp, pieces_ap, pieces_f0, segs = [], [], [], []

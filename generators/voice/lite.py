@@ -368,14 +368,15 @@ class LiteVoice(VoiceBackend):
         """The espeak-ng voice the conversion starts from (the stock voice without a profile)."""
         return self._model(profile, language).espeak_voice if profile is not None else espeak_voice_for(language)
 
-    def convert_frames(self, src: np.ndarray, profile: VoiceProfile, language: str = "en"):
+    def convert_frames(self, src: np.ndarray, profile: VoiceProfile, language: str = "en", analysis=None):
         """WORLD frames (5 ms) of espeak-ng speech ``src`` in the sample's voice: espeak's
         F0, and the spectral envelopes and aperiodicities of the sample frames the Viterbi
-        search picks, at espeak's loudness contour. Returns (f0, sp, ap, path)."""
+        search picks, at espeak's loudness contour. ``analysis``: ``src``'s own (f0, sp)
+        when the caller has it. Returns (f0, sp, ap, path)."""
         from scipy.ndimage import uniform_filter1d
 
         m = self._model(profile, language)
-        f0, sp, _ = _analyze(src, with_ap=False)
+        f0, sp = analysis if analysis is not None else _analyze(src, with_ap=False)[:2]
         c = _coded(sp)
         Xs = (c[:, 1 : 1 + FEAT_DIMS] - m.src_mean) / m.src_std
         Xs = np.concatenate([Xs, np.ones((len(Xs), 1))], axis=1) @ m.W

@@ -26,6 +26,7 @@ crashed before it confirmed what it had fetched.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import re
@@ -719,6 +720,22 @@ class FakeTelegramServer:
         up = self._upload(fields, files, "audio")
         audio = self._file(duration=int(fields.get("duration") or 1), mime_type=up.content_type or "audio/mpeg",
                            file_size=len(up.data), file_name=up.filename or "audio")
+        for name in ("title", "performer"):
+            if fields.get(name):
+                audio[name] = str(fields[name])
+        thumb = Call("", fields, files).file("thumbnail")
+        if thumb is not None and thumb.data:
+            # the Bot API: a JPEG under 200 kB, at most 320 px a side; anything else is ignored
+            from PIL import Image
+
+            try:
+                with Image.open(io.BytesIO(thumb.data)) as im:
+                    ok = im.format == "JPEG" and max(im.size) <= 320 and len(thumb.data) < 200_000
+                    size = im.size
+            except Exception:  # noqa: BLE001 - not a picture
+                ok = False
+            if ok:
+                audio["thumbnail"] = self._file(width=size[0], height=size[1], file_size=len(thumb.data))
         return self._bot_message(fields, audio=audio, **self._caption(fields))
 
     async def _api_sendVideo(self, fields, files):
