@@ -73,11 +73,11 @@ class Offsite:
     name: str
 
 
-def media_backends(s: Settings, image=None):
-    """The image and voice backends the settings describe; one that cannot be built is
-    logged and left out (chat goes on without it). With a queue URL the workers build
-    them: the service gets :class:`Offsite` stand-ins naming them."""
-    if s.queue_url and image is None:
+def media_backends(s: Settings, image=None, *, offsite: bool = False):
+    """The image, voice and music backends the settings describe; one that cannot be
+    built is logged and left out (chat goes on without it). ``offsite`` (the service,
+    with a queue URL: the workers build them): :class:`Offsite` stand-ins naming them."""
+    if offsite and image is None:
         from bots.settings import ImageSettings
         from generators.voice import VoiceSettings
 
@@ -225,7 +225,7 @@ class Service:
             admins=admin_ids(s),
         )
         await asyncio.to_thread(install_sample_voices, s)
-        image, voice, music = media_backends(s, image=self._image)
+        image, voice, music = media_backends(s, image=self._image, offsite=bool(s.queue_url))
         self.media = await self._media_jobs(image, voice, music)
         self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
                                       voice=voice, music=music, voices_root=s.voices_dir, jobs=self.media)

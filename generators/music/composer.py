@@ -244,7 +244,7 @@ def compose(lyrics: Lyrics, style: Style, key: Key, tempo: float, duration: floa
     vocal: list[VocalNote] = []
     lines: list[tuple[float, str]] = []
     melodist = _Melodist(key, *vocal_range, rng)
-    tunes: dict[tuple[int, int], tuple[list[tuple[int, int]], list[int]]] = {}
+    tunes: dict[tuple[str, int, str], tuple[list[tuple[int, int]], list[int]]] = {}  # the same words, the same tune
     t_bar = intro
     for kind, si in form:
         section = lyrics.sections[si]
@@ -254,8 +254,9 @@ def compose(lyrics: Lyrics, style: Style, key: Key, tempo: float, duration: floa
             line_bar = t_bar
             for b in range(BARS_PER_LINE):
                 chords.append(key.chord(prog[(li * BARS_PER_LINE + b) % len(prog)], seventh=style.sevenths))
-            if (si, li) in tunes:  # the chorus again: the same tune
-                rhythm, pitches = tunes[(si, li)]
+            tune_key = (kind, li, line.text.lower())
+            if tune_key in tunes:  # the chorus again: the same tune
+                rhythm, pitches = tunes[tune_key]
             else:
                 rhythm = fit_rhythm(line, SLOTS_PER_BAR * BARS_PER_LINE, style.density, rng)
 
@@ -263,7 +264,7 @@ def compose(lyrics: Lyrics, style: Style, key: Key, tempo: float, duration: floa
                     return chords[line_bar + slot // SLOTS_PER_BAR]
 
                 pitches = melodist.phrase(rhythm, chord_at, kind, li == len(section.lines) - 1, li == 0)
-                tunes[(si, li)] = (rhythm, pitches)
+                tunes[tune_key] = (rhythm, pitches)
             t0 = line_bar * bar
             lines.append((t0 + rhythm[0][0] * eighth, line.text))
             for (slot, length), pitch, s in zip(rhythm, pitches, line.syllables):

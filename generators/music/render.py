@@ -11,7 +11,6 @@ ships in its wheel (GPL-2.0).
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ import numpy as np
 SR = 44100
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
               "/usr/share/sounds/sf2/default-GM.sf2")
-_local = threading.local()
 
 
 class SynthUnavailable(RuntimeError):
@@ -44,11 +42,10 @@ def soundfont_path() -> Path:
                            "(or scripts/system-deps.sh), or set VCHAR_MUSIC_SOUNDFONT")
 
 
-def _synth():
-    """One FluidSynth instance per thread (and so per process), with the SoundFont loaded once."""
-    s = getattr(_local, "synth", None)
-    if s is not None:
-        return s
+def _new_synth():
+    """A FluidSynth instance with the SoundFont loaded (about 0.15 s: its samples load
+    lazily). One per song: FluidSynth dithers its 16-bit output from a running index, so
+    a synth that rendered something before renders the same events differently."""
     try:
         import fluidsynth
     except (ImportError, OSError) as exc:
@@ -59,17 +56,16 @@ def _synth():
     synth.setting("synth.chorus.active", 0)
     sfid = synth.sfload(str(soundfont_path()))
     if sfid < 0:
+        synth.delete()
         raise SynthUnavailable(f"FluidSynth could not load the SoundFont {soundfont_path()}")
-    _local.synth = (synth, sfid)
-    return _local.synth
+    return synth, sfid
 
 
-def render_instrument(inst, length: float) -> np.ndarray:
+def render_instrument(synth, sfid: int, inst, length: float) -> np.ndarray:
     """One pretty_midi instrument as mono float32 samples, ``length`` seconds long."""
     n = int(round(length * SR))
     if not inst.notes:
         return np.zeros(n, np.float32)
-    synth, sfid = _synth()
     y = inst.fluidsynth(fs=SR, synthesizer=synth, sfid=sfid)
     for ch in range(16):  # nothing rings on into the next instrument
         synth.all_sounds_off(ch)
@@ -81,4 +77,9 @@ def render_instrument(inst, length: float) -> np.ndarray:
 
 def render_backing(pm, length: float) -> dict[str, np.ndarray]:
     """Each instrument of ``pm`` rendered on its own (the mix sets their levels)."""
-    return {inst.name or f"track{i}": render_instrument(inst, length) for i, inst in enumerate(pm.instruments)}
+    synth, sfid = _new_synth()
+    try:
+        return {inst.name or f"track{i}": render_instrument(synth, sfid, inst, length)
+                for i, inst in enumerate(pm.instruments)}
+    finally:
+        synth.delete()
