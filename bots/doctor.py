@@ -26,7 +26,8 @@ from bots.settings import ConfigError, ImageSettings, Settings, load_settings, s
 
 Status = Literal["ok", "warn", "error", "info"]
 
-SYSTEM_DEPS = "sudo sh scripts/system-deps.sh (Debian/Ubuntu; or apt-get install espeak-ng festival festvox-us-slt-hts)"
+SYSTEM_DEPS = ("sudo sh scripts/system-deps.sh (Debian/Ubuntu; or apt-get install espeak-ng festival festvox-us-slt-hts "
+               "libfluidsynth3 fluid-soundfont-gm)")
 SLT_VOICE_DIRS = (
     Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts"),
     Path("/usr/share/festival/voices/english/cmu_us_slt_arctic_hts"),
@@ -89,6 +90,7 @@ class Doctor:
         self.section("text", self.check_text)
         self.section("images", self.check_image)
         self.section("voice", self.check_voice)
+        self.section("music", self.check_music)
         self.section("personas", self.check_personas)
         self.section("database", self.check_database)
         self.section("queue", self.check_queue)
@@ -275,6 +277,24 @@ class Doctor:
                          f"set VCHAR_IMAGE_MODEL to one of: {', '.join(map(str, titles[:5]))}")
             else:
                 self.add("backend", "ok", f"remote: {base} is up")
+
+    def check_music(self) -> None:
+        """The lite songs: FluidSynth's library and a General MIDI SoundFont."""
+        s = self.settings
+        assert s is not None
+        try:
+            import fluidsynth  # noqa: F401 - loads libfluidsynth
+        except (ImportError, OSError) as exc:
+            self.add("fluidsynth", "warn", f"not loadable ({exc}): songs are off", SYSTEM_DEPS)
+            return
+        from generators.music.render import SynthUnavailable, soundfont_path
+
+        try:
+            sf = soundfont_path(s.music_soundfont)
+        except SynthUnavailable as exc:
+            self.add("soundfont", "warn", f"{exc}: songs are off", SYSTEM_DEPS)
+            return
+        self.add("backend", "ok", f"lite: composed songs played by FluidSynth with {sf.name}, sung by the lite singer")
 
     def check_voice(self) -> None:
         vs = self.voice

@@ -20,7 +20,8 @@ def _backend(settings):
     from generators.music import MusicError, build_music_backend
 
     try:
-        return build_music_backend(settings.music_backend, out_dir=settings.media_dir / "music")
+        return build_music_backend(settings.music_backend, out_dir=settings.media_dir / "music",
+                                   soundfont=settings.music_soundfont)
     except MusicError as exc:
         _fail(str(exc))
 

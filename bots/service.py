@@ -105,7 +105,7 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
         from generators.music import build_music_backend
 
         vb = getattr(voice, "backend", None)  # the lite voice's conversion (and its cache) sings too
-        music = build_music_backend(s.music_backend, out_dir=s.media_dir / "music",
+        music = build_music_backend(s.music_backend, out_dir=s.media_dir / "music", soundfont=s.music_soundfont,
                                     voice=vb if getattr(vb, "name", "") == "lite" else None)
     except Exception as exc:  # songs are optional
         log.error("music backend not available, songs are off: %s", exc)

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     text_backend: Literal["lite", "transformers", "openai"] = "lite"
     music_backend: Literal["lite"] = Field(default="lite", description="Songs and clips: lite (CPU, no weights).")
+    music_soundfont: Path | None = Field(default=None, description="A General MIDI .sf2 for the lite music "
+                                         "(default: Debian's FluidR3_GM, else pretty-midi's TimGM6mb).")
     text_model: str | None = Field(default=None, description="Model id or folder (transformers) or model name (openai).")
     text_base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     text_api_key: SecretStr | None = None

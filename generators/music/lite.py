@@ -42,8 +42,9 @@ class LiteMusic:
     name = "lite"
     sample_rate = 44100
 
-    def __init__(self, out_dir: str | Path = "media/music", *, voice=None):
+    def __init__(self, out_dir: str | Path = "media/music", *, voice=None, soundfont: str | Path | None = None):
         self.out_dir = Path(out_dir)
+        self.soundfont = soundfont
         self.voice = voice  # a generators.voice.lite.LiteVoice (espeak-ng + conversion); built when needed
         self.description = "lite: composed, FluidSynth General MIDI, espeak-ng singer through WORLD"
 
@@ -124,7 +125,7 @@ class LiteMusic:
         say(0.15, "playing")
         length = score.duration + 1.5  # the last chord rings out
         try:
-            tracks = render_backing(score.backing, length)
+            tracks = render_backing(score.backing, length, self.soundfont)
         except SynthUnavailable as exc:
             raise MusicError(str(exc)) from exc
         timings["render"] = time.perf_counter() - t0 - sum(timings.values())

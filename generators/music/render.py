@@ -3,14 +3,13 @@
 FluidSynth (the C library, Debian's ``libfluidsynth3``; driven through pyfluidsynth and
 pretty_midi) plays every SoundFont 2 feature, renders offline faster than real time and
 gives the same samples for the same events, so the same song renders to the same file.
-The SoundFont is the first found of ``VCHAR_MUSIC_SOUNDFONT``, Debian's
+The SoundFont is the first found of the one configured (``VCHAR_MUSIC_SOUNDFONT``), Debian's
 ``fluid-soundfont-gm`` (FluidR3_GM, MIT licence) and the small TimGM6mb that pretty_midi
 ships in its wheel (GPL-2.0).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,11 @@ class SynthUnavailable(RuntimeError):
     """FluidSynth or a SoundFont is missing; the message says what to install."""
 
 
-def soundfont_path() -> Path:
-    env = os.environ.get("VCHAR_MUSIC_SOUNDFONT")
-    if env:
-        if not Path(env).is_file():
-            raise SynthUnavailable(f"VCHAR_MUSIC_SOUNDFONT={env} is not a file")
-        return Path(env)
+def soundfont_path(configured: str | Path | None = None) -> Path:
+    if configured:
+        if not Path(configured).is_file():
+            raise SynthUnavailable(f"VCHAR_MUSIC_SOUNDFONT={configured} is not a file")
+        return Path(configured)
     for p in SOUNDFONTS:
         if Path(p).is_file():
             return Path(p)
@@ -42,7 +40,7 @@ def soundfont_path() -> Path:
                            "(or scripts/system-deps.sh), or set VCHAR_MUSIC_SOUNDFONT")
 
 
-def _new_synth():
+def _new_synth(soundfont: str | Path | None = None):
     """A FluidSynth instance with the SoundFont loaded (about 0.15 s: its samples load
     lazily). One per song: FluidSynth dithers its 16-bit output from a running index, so
     a synth that rendered something before renders the same events differently."""
@@ -54,10 +52,11 @@ def _new_synth():
     synth = fluidsynth.Synth(samplerate=float(SR))
     synth.setting("synth.reverb.active", 0)  # the mix adds its own reverb, the same on every machine
     synth.setting("synth.chorus.active", 0)
-    sfid = synth.sfload(str(soundfont_path()))
+    path = soundfont_path(soundfont)
+    sfid = synth.sfload(str(path))
     if sfid < 0:
         synth.delete()
-        raise SynthUnavailable(f"FluidSynth could not load the SoundFont {soundfont_path()}")
+        raise SynthUnavailable(f"FluidSynth could not load the SoundFont {path}")
     return synth, sfid
 
 
@@ -75,9 +74,9 @@ def render_instrument(synth, sfid: int, inst, length: float) -> np.ndarray:
     return out
 
 
-def render_backing(pm, length: float) -> dict[str, np.ndarray]:
+def render_backing(pm, length: float, soundfont: str | Path | None = None) -> dict[str, np.ndarray]:
     """Each instrument of ``pm`` rendered on its own (the mix sets their levels)."""
-    synth, sfid = _new_synth()
+    synth, sfid = _new_synth(soundfont)
     try:
         return {inst.name or f"track{i}": render_instrument(synth, sfid, inst, length)
                 for i, inst in enumerate(pm.instruments)}
