@@ -106,7 +106,8 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
 
         vb = getattr(voice, "backend", None)  # the lite voice's conversion (and its cache) sings too
         music = build_music_backend(s.music_backend, out_dir=s.media_dir / "music", soundfont=s.music_soundfont,
-                                    voice=vb if getattr(vb, "name", "") == "lite" else None)
+                                    voice=vb if getattr(vb, "name", "") == "lite" else None, model=s.music_model,
+                                    accept_license=s.music_accept_license, device=s.music_device)
     except Exception as exc:  # songs are optional
         log.error("music backend not available, songs are off: %s", exc)
     return image, voice, music

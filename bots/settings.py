@@ -82,7 +82,13 @@ class Settings(BaseSettings):
     default_persona: str | None = Field(default=None, description="Persona used when none is named.")
 
     text_backend: Literal["lite", "transformers", "openai"] = "lite"
-    music_backend: Literal["lite"] = Field(default="lite", description="Songs and clips: lite (CPU, no weights).")
+    music_backend: Literal["lite", "musicgen"] = Field(
+        default="lite", description="Songs and clips: lite (CPU, no weights) or musicgen (MusicGen plays the backing).")
+    music_model: str | None = Field(default=None, description="musicgen: a hub id (default facebook/musicgen-small; "
+                                    "facebook/musicgen-melody follows the tune) or a local folder.")
+    music_accept_license: bool = Field(default=False, description="MusicGen's weights are CC-BY-NC-4.0 "
+                                       "(non-commercial): set 1 to accept; nothing is downloaded before.")
+    music_device: str | None = Field(default=None, description="musicgen: cuda or cpu (default: CUDA when present).")
     music_soundfont: Path | None = Field(default=None, description="A General MIDI .sf2 for the lite music "
                                          "(default: Debian's FluidR3_GM, else pretty-midi's TimGM6mb).")
     text_model: str | None = Field(default=None, description="Model id or folder (transformers) or model name (openai).")

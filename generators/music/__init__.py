@@ -78,12 +78,12 @@ class Song:
     cover: str | None = None
 
 
-def nearest_duration(seconds: float | None) -> tuple[float, str | None]:
+def nearest_duration(seconds: float | None, limit: float = MAX_DURATION) -> tuple[float, str | None]:
     if seconds is None or not math.isfinite(float(seconds)):
-        return 30.0, None
+        return min(30.0, limit), None
     s = float(seconds)
-    if s > MAX_DURATION:
-        return MAX_DURATION, f"songs here are at most {int(MAX_DURATION)} seconds, so this one is {int(MAX_DURATION)}"
+    if s > limit:
+        return limit, f"songs here are at most {int(limit)} seconds, so this one is {int(limit)}"
     if s < MIN_DURATION:
         return MIN_DURATION, f"a song needs at least {int(MIN_DURATION)} seconds, so this one is {int(MIN_DURATION)}"
     return s, None
@@ -156,10 +156,16 @@ def lrc(lines: list[tuple[float, str]], title: str, artist: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def build_music_backend(name: str = "lite", **kw):
+def build_music_backend(name: str = "lite", *, model: str | None = None, accept_license: bool = False,
+                        device: str | None = None, **kw):
+    """``lite``, or ``musicgen`` (``model``: a hub id or a local folder; its weights'
+    licence must be accepted). Nothing is loaded or downloaded here: on first use."""
     if name == "lite":
         from generators.music.lite import LiteMusic
 
         return LiteMusic(**kw)
-    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): the lite backend is what this "
-                     f"version ships")
+    if name == "musicgen":
+        from generators.music.neural import MusicGenMusic
+
+        return MusicGenMusic(model=model, accept_license=accept_license, device=device, **kw)
+    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): use lite or musicgen")

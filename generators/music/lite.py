@@ -41,6 +41,7 @@ def _vocal_range(voice, profile, language: str) -> tuple[int, int]:
 class LiteMusic:
     name = "lite"
     sample_rate = 44100
+    max_duration = 120.0
 
     def __init__(self, out_dir: str | Path = "media/music", *, voice=None, soundfont: str | Path | None = None):
         self.out_dir = Path(out_dir)
@@ -78,7 +79,6 @@ class LiteMusic:
         """Make the song; ``out_path`` (its suffix the format) instead of a file named by the
         request under ``out_dir``."""
         from generators.music.mix import SR, mix
-        from generators.music.render import SynthUnavailable, render_backing
         from generators.music.singer import sing
         from generators.voice.finishing import resample
 
@@ -92,7 +92,7 @@ class LiteMusic:
         notes: list[str] = []
         style, note = nearest_style(req.style)
         notes += [note] if note else []
-        duration, note = nearest_duration(req.duration)
+        duration, note = nearest_duration(req.duration, self.max_duration)
         notes += [note] if note else []
         key, note = parse_key(req.key)
         notes += [note] if note else []
@@ -124,10 +124,7 @@ class LiteMusic:
         timings["compose"] = time.perf_counter() - t0
         say(0.15, "playing")
         length = score.duration + 1.5  # the last chord rings out
-        try:
-            tracks = render_backing(score.backing, length, self.soundfont)
-        except SynthUnavailable as exc:
-            raise MusicError(str(exc)) from exc
+        tracks, generator = self.backing(score, length, req, notes, say)
         timings["render"] = time.perf_counter() - t0 - sum(timings.values())
         vocal = None
         if singer != "instrumental":
@@ -152,7 +149,7 @@ class LiteMusic:
         timings["encode"] = time.perf_counter() - t0 - sum(timings.values())
         lrc_text = lrc(score.lines, title, req.artist)
         meta = {
-            "generator": "vchar-lite-music", "backend": self.name, "seed": req.seed, "title": title,
+            "generator": generator, "backend": self.name, "seed": req.seed, "title": title,
             "artist": req.artist, "style": style.name, "key": key.name, "tempo": tempo,
             "duration": round(length, 3), "singer": singer, "lufs": round(lufs, 2),
             "sections": [{"name": p.name, "start": round(p.start, 3), "end": round(p.end, 3)} for p in score.parts],
@@ -164,6 +161,16 @@ class LiteMusic:
         if stems_dir is not None:
             song.stems = self.write_stems(Path(stems_dir), score, backing, vocal_stem, lrc_text, meta)
         return song
+
+    def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
+        """The backing tracks (name -> mono float32 at 44.1 kHz) and the generator's name:
+        here, the score played by FluidSynth."""
+        from generators.music.render import SynthUnavailable, render_backing
+
+        try:
+            return render_backing(score.backing, length, self.soundfont), "vchar-lite-music"
+        except SynthUnavailable as exc:
+            raise MusicError(str(exc)) from exc
 
     @staticmethod
     def write_stems(d: Path, score, backing, vocal, lrc_text: str, meta: dict) -> dict[str, Path]:

@@ -19,9 +19,10 @@ TARGET_LUFS = -14.0
 CEILING_DB = -1.0
 LEVELS = {  # dBFS RMS of each role while it sounds
     "vocal": -17.0, "lead": -23.0, "chords": -23.0, "bass": -21.0, "pad": -29.0, "drums": -21.0,
+    "backing": -18.0,  # a neural model's whole backing in one track
 }
-PANS = {"vocal": 0.0, "lead": 0.25, "chords": -0.3, "bass": 0.0, "pad": 0.0, "drums": 0.05}
-SENDS = {"vocal": 0.22, "lead": 0.18, "chords": 0.12, "bass": 0.0, "pad": 0.2, "drums": 0.06}
+PANS = {"vocal": 0.0, "lead": 0.25, "chords": -0.3, "bass": 0.0, "pad": 0.0, "drums": 0.05, "backing": 0.0}
+SENDS = {"vocal": 0.22, "lead": 0.18, "chords": 0.12, "bass": 0.0, "pad": 0.2, "drums": 0.06, "backing": 0.03}
 
 
 def _db(x: float) -> float:

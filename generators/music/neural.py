@@ -1,0 +1,145 @@
+"""The neural music tier: MusicGen (transformers) plays the backing.
+
+``VCHAR_MUSIC_BACKEND=musicgen``. The song is planned as in the lite tier (lyrics,
+form, key, tempo, the vocal melody); MusicGen then plays the backing from a text prompt
+made of the style, key and tempo, and a MusicGen-Melody checkpoint
+(``facebook/musicgen-melody``) is also conditioned on the composer's own melody and
+chords, so the backing follows the tune the character sings. The character's voice sings
+that tune with the lite singer (the lite vocal over the neural backing), so a song still
+never uses a voice without consent.
+
+Weights: ``facebook/musicgen-small`` by default, downloaded on first use with a progress
+bar. Meta's MusicGen weights are licensed CC-BY-NC-4.0 (non-commercial use only):
+``VCHAR_MUSIC_ACCEPT_LICENSE=1`` accepts that; nothing is downloaded before. A local
+folder (``VCHAR_MUSIC_MODEL=/path``) is loaded as it is. fp16 on CUDA, float32 on the
+CPU; loaded once per process. A model that cannot load is logged with the setting to
+change, and the song is made by the lite tier instead (and says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from generators.music import MusicError, MusicRequest
+from generators.music.lite import LiteMusic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "facebook/musicgen-small"
+LICENSE = "CC-BY-NC-4.0"
+LICENSE_HELP = (
+    f"MusicGen's weights are licensed {LICENSE} (non-commercial use only; "
+    "https://creativecommons.org/licenses/by-nc/4.0/). Accept it with VCHAR_MUSIC_ACCEPT_LICENSE=1, or set "
+    "VCHAR_MUSIC_BACKEND=lite; nothing is downloaded before"
+)
+MAX_SECONDS = 30.0  # what MusicGen was trained to make in one call
+
+
+class MusicGenMusic(LiteMusic):
+    name = "musicgen"
+    max_duration = MAX_SECONDS
+
+    def __init__(self, out_dir: str | Path = "media/music", *, model: str | None = None, accept_license: bool = False,
+                 device: str | None = None, voice=None, soundfont=None, guidance: float = 3.0):
+        super().__init__(out_dir, voice=voice, soundfont=soundfont)
+        self.model_name = model or DEFAULT_MODEL
+        self.accept_license = accept_license
+        self.device = device
+        self.guidance = guidance
+        self._model = self._processor = None
+        self.melody = False  # a MusicGen-Melody checkpoint (known once loaded)
+        self._lock = threading.Lock()
+        self.description = f"musicgen: {self.model_name} backing, the lite singer"
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.model_name).expanduser().is_dir()
+
+    def load(self):
+        """The model and its processor, loaded once (thread-safe)."""
+        with self._lock:
+            if self._model is not None:
+                return self._model, self._processor
+            if not self.is_local and not self.accept_license:
+                raise MusicError(LICENSE_HELP)
+            try:
+                import torch
+                from transformers import (AutoConfig, AutoProcessor, MusicgenForConditionalGeneration,
+                                          MusicgenMelodyForConditionalGeneration)
+            except ImportError as exc:
+                raise MusicError(f"the musicgen backend needs transformers and torch: pip install -e '.[music]' "
+                                 f"({exc})") from exc
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            src = str(Path(self.model_name).expanduser()) if self.is_local else self.model_name
+            try:
+                cfg = AutoConfig.from_pretrained(src)
+                cls = (MusicgenMelodyForConditionalGeneration if cfg.model_type == "musicgen_melody"
+                       else MusicgenForConditionalGeneration)
+                log.info("loading %s (%s) on %s", self.model_name, cfg.model_type, device)
+                model = cls.from_pretrained(src, dtype=dtype).to(device).eval()
+                processor = AutoProcessor.from_pretrained(src)
+            except Exception as exc:  # noqa: BLE001 - named with the setting to change
+                raise MusicError(f"could not load the music model {self.model_name!r} (VCHAR_MUSIC_MODEL): "
+                                 f"{type(exc).__name__}: {exc}") from exc
+            self._model, self._processor, self._device = model, processor, device
+            self.melody = cfg.model_type == "musicgen_melody"
+            return model, processor
+
+    def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
+        try:
+            model, processor = self.load()
+        except MusicError as exc:
+            log.error("%s; this song is made by the lite tier", exc)
+            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
+            return super().backing(score, length, req, notes, say)
+        import torch
+        from transformers.generation.streamers import BaseStreamer
+
+        from generators.voice.finishing import resample
+
+        style, key = score.style, score.key
+        prompt = (f"{style.name} song, {style.description}, {key.name}, {score.tempo:.0f} bpm, "
+                  f"instrumental backing for a singer" + (f", about {req.topic}" if req.topic else ""))
+        sr = int(model.config.audio_encoder.sampling_rate)
+        frame_rate = float(model.config.audio_encoder.frame_rate)
+        seconds = min(length, MAX_SECONDS)
+        tokens = int(np.ceil(seconds * frame_rate)) + int(model.decoder.num_codebooks)
+        kwargs = {"text": [prompt], "padding": True, "return_tensors": "pt"}
+        if self.melody:  # the composer's melody and chords, so the backing follows the tune
+            played, _ = super().backing(score, length, req, [], lambda f, s: None)
+            guide = sum(played[k] for k in ("lead", "chords") if k in played)
+            if not isinstance(guide, int):
+                kwargs.update(audio=resample(guide, 44100, sr).astype(np.float32), sampling_rate=sr)
+        inputs = processor(**kwargs).to(self._device)
+        if "input_features" in inputs and model.dtype == torch.float16:
+            inputs["input_features"] = inputs["input_features"].half()
+
+        class Steps(BaseStreamer):
+            def __init__(self):
+                self.n, self.shown = 0, 0.0
+
+            def put(self, value):
+                self.n += 1
+                share = min(1.0, self.n / tokens)
+                if share - self.shown >= 0.05:
+                    self.shown = share
+                    say(0.15 + 0.45 * share, "playing")
+
+            def end(self):
+                pass
+
+        torch.manual_seed(req.seed)
+        with torch.inference_mode():
+            audio = model.generate(**inputs, do_sample=True, guidance_scale=self.guidance, max_new_tokens=tokens,
+                                   streamer=Steps())
+        y = audio[0].float().mean(dim=0).cpu().numpy() if audio.dim() == 3 else audio[0].float().cpu().numpy()
+        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
+        n = int(round(length * 44100))
+        out = np.zeros(n, np.float32)
+        out[: min(n, len(y))] = y[:n]
+        return {"backing": out}, f"musicgen:{Path(self.model_name).name}"

@@ -1,0 +1,65 @@
+"""Test helpers shipped with the package: MusicGen checkpoints of the real architecture
+(a T5 text encoder, the EnCodec audio codec, the MusicGen decoder) with random weights,
+tiny, saved as ``from_pretrained`` reads a downloaded one, with a processor whose
+tokenizer is trained here (no hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROMPTS = ["lo-fi beat with soft piano", "upbeat pop with drums and bass", "calm ambient pad", "80s synthwave"] * 10
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5TokenizerFast
+
+    tok = Tokenizer(models.Unigram())  # T5's own tokenizer model, trained on a few prompts
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(PROMPTS, trainers.UnigramTrainer(vocab_size=60, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                            unk_token="<unk>", show_progress=False))
+    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                           extra_ids=0)
+
+
+def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 32000) -> Path:
+    """A tiny MusicGen (or MusicGen-Melody) saved at ``path`` with its processor."""
+    import torch
+    from transformers import EncodecConfig, EncodecFeatureExtractor, MusicgenDecoderConfig, T5Config
+
+    torch.manual_seed(0)
+    tok = _tokenizer()
+    text = T5Config(vocab_size=len(tok), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    audio = EncodecConfig(sampling_rate=sampling_rate, audio_channels=1, hidden_size=8, num_filters=4,
+                          num_residual_layers=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=64, codebook_dim=8,
+                          num_lstm_layers=1, target_bandwidths=[2.2])
+    n_q = 4  # 2.2 kb/s at 50 frames a second, as musicgen-small's EnCodec
+    decoder = MusicgenDecoderConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                    ffn_dim=32, num_codebooks=n_q, max_position_embeddings=4096,
+                                    pad_token_id=64, bos_token_id=64, audio_channels=1)
+    if melody:
+        from transformers import (MusicgenMelodyConfig, MusicgenMelodyFeatureExtractor,
+                                  MusicgenMelodyForConditionalGeneration, MusicgenMelodyProcessor)
+        from transformers import MusicgenMelodyDecoderConfig
+
+        decoder = MusicgenMelodyDecoderConfig(**{k: v for k, v in decoder.to_dict().items()
+                                                 if k in MusicgenMelodyDecoderConfig().to_dict()})
+        cfg = MusicgenMelodyConfig(text_encoder=text, audio_encoder=audio, decoder=decoder, num_chroma=12)
+        model = MusicgenMelodyForConditionalGeneration(cfg)
+        processor = MusicgenMelodyProcessor(MusicgenMelodyFeatureExtractor(sampling_rate=sampling_rate), tok)
+    else:
+        from transformers import MusicgenConfig, MusicgenForConditionalGeneration, MusicgenProcessor
+
+        cfg = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+        model = MusicgenForConditionalGeneration(cfg)
+        processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate), tok)
+    model.generation_config.decoder_start_token_id = 64
+    model.generation_config.pad_token_id = 64
+    model.generation_config.do_sample = True
+    model.generation_config.guidance_scale = 3.0
+    model.generation_config.max_length = 256
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

@@ -1,0 +1,47 @@
+"""The musicgen tier on tiny MusicGen and MusicGen-Melody checkpoints of the real
+architectures (random weights), loaded through from_pretrained as downloaded ones are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generators.music import MusicRequest, build_music_backend
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from generators.music.testing import build_musicgen
+
+    root = tmp_path_factory.mktemp("musicgen")
+    return build_musicgen(root / "small"), build_musicgen(root / "melody", melody=True)
+
+
+@pytest.mark.parametrize("which", ["small", "melody"])
+def test_musicgen_plays_the_backing_and_the_character_sings_over_it(checkpoints, which, mira_profile, lite_voice,
+                                                                     tmp_path):
+    path = checkpoints[0] if which == "small" else checkpoints[1]
+    music = build_music_backend("musicgen", model=str(path), device="cpu", out_dir=tmp_path, voice=lite_voice)
+    steps = []
+    song = music.generate(MusicRequest(topic="the rain", style="lo-fi", duration=10, seed=3, voice=mira_profile),
+                          stems_dir=tmp_path / "stems", progress=lambda f, s: steps.append((f, s)))
+    assert song.metadata["generator"] == f"musicgen:{which}" and song.metadata["singer"] == "voice"
+    assert music.melody == (which == "melody")
+    assert "playing" in [s for _, s in steps] and "singing" in [s for _, s in steps]
+    import soundfile
+
+    backing, sr = soundfile.read(tmp_path / "stems" / "backing.wav")
+    assert sr == 44100 and np.abs(backing).max() > 0.01  # the model's audio is in the mix
+    assert abs(song.metadata["lufs"] + 14) < 1.0
+    again = music.generate(MusicRequest(topic="the rain", style="lo-fi", duration=10, seed=3, voice=mira_profile),
+                           out_path=tmp_path / "again.mp3")
+    assert again.path.read_bytes() == song.path.read_bytes()  # seeded sampling: the same song
+
+
+def test_a_hub_model_without_the_licence_accepted_falls_back_to_the_lite_song_and_says_so(tmp_path, caplog):
+    music = build_music_backend("musicgen", out_dir=tmp_path)  # facebook/musicgen-small, not accepted
+    song = music.generate(MusicRequest(topic="cats", duration=9, seed=1, instrumental=True))
+    assert song.metadata["generator"] == "vchar-lite-music"
+    assert any("simple version" in n for n in song.notes)
+    assert "VCHAR_MUSIC_ACCEPT_LICENSE=1" in caplog.text and "CC-BY-NC-4.0" in caplog.text
+    assert song.duration <= 30 + 3  # the neural tier's limit applies
