@@ -72,6 +72,9 @@ class Offsite:
     kind: str
     name: str
 
+    async def aclose(self) -> None:
+        """Nothing is loaded here to close."""
+
 
 def media_backends(s: Settings, image=None, *, offsite: bool = False):
     """The image, voice and music backends the settings describe; one that cannot be

@@ -168,4 +168,8 @@ def build_music_backend(name: str = "lite", *, model: str | None = None, accept_
         from generators.music.neural import MusicGenMusic
 
         return MusicGenMusic(model=model, accept_license=accept_license, device=device, **kw)
-    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): use lite or musicgen")
+    if name == "stable-audio":
+        from generators.music.neural import StableAudioMusic
+
+        return StableAudioMusic(model=model, accept_license=accept_license, device=device, **kw)
+    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): use lite, musicgen or stable-audio")

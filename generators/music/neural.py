@@ -143,3 +143,99 @@ class MusicGenMusic(LiteMusic):
         out = np.zeros(n, np.float32)
         out[: min(n, len(y))] = y[:n]
         return {"backing": out}, f"musicgen:{Path(self.model_name).name}"
+
+
+SA_DEFAULT = "stabilityai/stable-audio-open-1.0"
+SA_LICENSE_HELP = (
+    "Stable Audio's weights are under the Stability AI Community License (free below USD 1M annual revenue; "
+    "https://stability.ai/license). Accept it with VCHAR_MUSIC_ACCEPT_LICENSE=1, or set VCHAR_MUSIC_BACKEND=lite; "
+    "nothing is downloaded before"
+)
+
+
+class StableAudioMusic(LiteMusic):
+    """Stable Audio (Open 1.0, or 3) through diffusers plays the backing from the prompt;
+    the character's lite vocal sings the composer's tune over it. The pipeline class comes
+    from the checkpoint's own ``model_index.json``."""
+
+    name = "stable-audio"
+    max_duration = 47.0  # Stable Audio Open's longest
+
+    def __init__(self, out_dir: str | Path = "media/music", *, model: str | None = None, accept_license: bool = False,
+                 device: str | None = None, voice=None, soundfont=None, steps: int = 100, guidance: float = 7.0):
+        super().__init__(out_dir, voice=voice, soundfont=soundfont)
+        self.model_name = model or SA_DEFAULT
+        self.accept_license = accept_license
+        self.device = device
+        self.steps, self.guidance = steps, guidance
+        self._pipe = None
+        self._lock = threading.Lock()
+        self.description = f"stable-audio: {self.model_name} backing, the lite singer"
+
+    def load(self):
+        with self._lock:
+            if self._pipe is not None:
+                return self._pipe
+            local = Path(self.model_name).expanduser().is_dir()
+            if not local and not self.accept_license:
+                raise MusicError(SA_LICENSE_HELP)
+            try:
+                import torch
+                from diffusers import DiffusionPipeline
+            except ImportError as exc:
+                raise MusicError(f"the stable-audio backend needs diffusers and torch: pip install -e '.[image]' "
+                                 f"({exc})") from exc
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            src = str(Path(self.model_name).expanduser()) if local else self.model_name
+            try:
+                pipe = DiffusionPipeline.from_pretrained(src, dtype=dtype).to(device)
+            except Exception as exc:  # noqa: BLE001
+                raise MusicError(f"could not load the music model {self.model_name!r} (VCHAR_MUSIC_MODEL): "
+                                 f"{type(exc).__name__}: {exc}") from exc
+            pipe.set_progress_bar_config(disable=True)
+            self._pipe, self._device = pipe, device
+            return pipe
+
+    def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
+        try:
+            pipe = self.load()
+        except MusicError as exc:
+            log.error("%s; this song is made by the lite tier", exc)
+            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
+            return super().backing(score, length, req, notes, say)
+        import torch
+
+        from generators.voice.finishing import resample
+
+        style, key = score.style, score.key
+        prompt = f"{style.name}, {style.description}, {key.name}, {score.tempo:.0f} BPM, instrumental"
+        sr = int(getattr(pipe.vae.config, "sampling_rate", 44100))
+        hop = int(getattr(pipe.vae, "hop_length", 2048))
+        longest = pipe.transformer.config.sample_size * hop / sr  # what the checkpoint can make in one go
+        seconds = min(length, self.max_duration, longest)
+        steps = self.steps
+
+        import inspect
+
+        params = inspect.signature(pipe.__call__).parameters
+        kwargs: dict = {"audio_end_in_s": seconds} if "audio_end_in_s" in params else {"duration": seconds}
+        if "callback_on_step_end" in params:  # Stable Audio 3
+            def on_step(pipe_, i, t, kw):
+                say(0.15 + 0.45 * (i + 1) / steps, "playing")
+                return kw
+
+            kwargs["callback_on_step_end"] = on_step
+        elif "callback" in params:  # Stable Audio Open
+            kwargs["callback"] = lambda i, t, latents: say(0.15 + 0.45 * (i + 1) / steps, "playing")
+        gen = torch.Generator(device="cpu").manual_seed(req.seed)
+        with torch.inference_mode():
+            out = pipe(prompt, num_inference_steps=steps, guidance_scale=self.guidance, generator=gen,
+                       negative_prompt="low quality, vocals, singing", **kwargs)
+        audio = out.audios[0]
+        y = audio.float().mean(dim=0).cpu().numpy() if hasattr(audio, "float") else np.asarray(audio).mean(axis=0)
+        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
+        n = int(round(length * 44100))
+        outbuf = np.zeros(n, np.float32)
+        outbuf[: min(n, len(y))] = y[:n]
+        return {"backing": outbuf}, f"stable-audio:{Path(self.model_name).name}"

@@ -19,7 +19,7 @@ def _tokenizer():
     tok.train_from_iterator(PROMPTS, trainers.UnigramTrainer(vocab_size=60, special_tokens=["<pad>", "</s>", "<unk>"],
                                                             unk_token="<unk>", show_progress=False))
     return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0)
+                           extra_ids=0, model_max_length=64)
 
 
 def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 32000) -> Path:
@@ -62,4 +62,30 @@ def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 320
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    return path
+
+
+def build_stable_audio(path: Path) -> Path:
+    """A tiny Stable Audio Open pipeline (Oobleck VAE, T5 encoder, the seconds projection,
+    the DiT, its EDM DPM-Solver scheduler) saved as ``DiffusionPipeline.from_pretrained``
+    reads a downloaded one; up to about 3 s of audio."""
+    import torch
+    from diffusers import AutoencoderOobleck, EDMDPMSolverMultistepScheduler, StableAudioDiTModel, StableAudioPipeline
+    from diffusers.pipelines.stable_audio import StableAudioProjectionModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tok = _tokenizer()
+    text = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+                                   pad_token_id=0, eos_token_id=1))
+    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2],
+                             decoder_channels=6, decoder_input_channels=8, audio_channels=2, sampling_rate=44100)
+    dit = StableAudioDiTModel(sample_size=512, in_channels=8, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+                              num_key_value_attention_heads=1, out_channels=8, cross_attention_dim=16, time_proj_dim=8,
+                              global_states_input_dim=16, cross_attention_input_dim=8)
+    proj = StableAudioProjectionModel(text_encoder_dim=16, conditioning_dim=8, min_value=0, max_value=64)
+    sched = EDMDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
+                                           sigma_schedule="exponential")
+    StableAudioPipeline(vae=vae, text_encoder=text, projection_model=proj, tokenizer=tok, transformer=dit,
+                        scheduler=sched).save_pretrained(path)
     return path

@@ -45,3 +45,18 @@ def test_a_hub_model_without_the_licence_accepted_falls_back_to_the_lite_song_an
     assert any("simple version" in n for n in song.notes)
     assert "VCHAR_MUSIC_ACCEPT_LICENSE=1" in caplog.text and "CC-BY-NC-4.0" in caplog.text
     assert song.duration <= 30 + 3  # the neural tier's limit applies
+
+
+def test_stable_audio_plays_the_backing_of_a_short_clip(tmp_path, mira_profile, lite_voice):
+    from generators.music.testing import build_stable_audio
+
+    ckpt = build_stable_audio(tmp_path / "sa")
+    music = build_music_backend("stable-audio", model=str(ckpt), device="cpu", out_dir=tmp_path, voice=lite_voice)
+    music.steps = 4
+    # the tiny model's DiT holds about 3 s: the backing is that long, the song as long as asked
+    steps = []
+    song = music.generate(MusicRequest(topic="the sea", style="ballad", duration=9, seed=2, voice=mira_profile),
+                          stems_dir=tmp_path / "stems", progress=lambda f, s: steps.append(s))
+    assert song.metadata["generator"] == "stable-audio:sa" and song.metadata["singer"] == "voice"
+    assert steps.count("playing") >= 4  # one per denoising step
+    assert abs(song.metadata["lufs"] + 14) < 1.0
