@@ -4,7 +4,8 @@
     .venv/bin/python bench/offload.py [--renders 4]
 
 The in-process worker runs a lite render (a voice note: espeak-ng + WORLD; a selfie:
-the NumPy/Pillow compositor) off the event loop. This measures, for no render, renders
+the NumPy/Pillow compositor; a song: the composer, FluidSynth, the singer, the mix) off
+the event loop. This measures, for no render, renders
 in worker threads (``asyncio.to_thread``) and renders in a process pool, how late the
 event loop wakes up (a 5 ms timer, p50 / p99 / max lateness: what every chat turn on the
 same loop waits on top of its own work) and the renders' own wall time.
@@ -58,6 +59,17 @@ def render_image(tmp: str, i: int) -> float:
     return time.perf_counter() - t0
 
 
+def render_song(tmp: str, i: int) -> float:
+    """A 20-second lite song sung by espeak-ng's voice (compose, FluidSynth, the singer, the mix)."""
+    from generators.music import MusicRequest
+    from generators.music.lite import LiteMusic
+
+    gen = _state.setdefault("music", LiteMusic(Path(tmp) / f"music{mp.current_process().pid}"))
+    t0 = time.perf_counter()
+    gen.generate(MusicRequest(topic="the rain", style="pop", duration=20, seed=i, stock_voice=True))
+    return time.perf_counter() - t0
+
+
 async def lateness(stop: asyncio.Event, tick: float = 0.005) -> list[float]:
     late = []
     while not stop.is_set():
@@ -93,7 +105,7 @@ async def main(args) -> None:
         _sample(Path(tmp))
         with cf.ThreadPoolExecutor(2) as threads, \
                 cf.ProcessPoolExecutor(2, mp_context=mp.get_context("forkserver")) as procs:
-            for name, fn in (("voice note", render_voice), ("selfie", render_image)):
+            for name, fn in (("voice note", render_voice), ("selfie", render_image), ("20 s song", render_song)):
                 # warm both: each process builds its backend and caches before timing
                 await asyncio.gather(*(loop.run_in_executor(procs, fn, tmp, 99) for _ in range(4)))
                 await asyncio.gather(*(loop.run_in_executor(threads, fn, tmp, 99) for _ in range(2)))

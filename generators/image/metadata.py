@@ -8,6 +8,7 @@ the common web UIs already show. ``read_metadata`` reads them back.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -66,7 +67,8 @@ def save_png(image: Image.Image, path: str | os.PathLike, meta: dict[str, str]) 
     for k, v in meta.items():
         info.add_itxt(PREFIX + k, str(v))
     info.add_itxt("parameters", a1111_parameters(meta))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # per process and thread: two workers making the same picture at once must not share a temp file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     image.save(tmp, format="PNG", pnginfo=info, compress_level=1)  # fast: a 512 px image in ~25 ms
     tmp.replace(path)
     return path

@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -119,7 +121,8 @@ def encode(x: np.ndarray, sr: int, path: Path, *, title: str = "", artist: str =
     if rate != sr:
         x = np.stack([resample(x[:, c], sr, rate) for c in range(2)], axis=1)
     pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
-    tmp = path.with_name(path.name + ".part")
+    # per process and thread: the same song made twice at once must not share a temp file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     with av.open(str(tmp), "w", format="mp3" if fmt == "mp3" else "ogg",
                  container_options={"fflags": "+bitexact"}) as out:
         if title:
