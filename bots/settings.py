@@ -82,9 +82,9 @@ class Settings(BaseSettings):
     default_persona: str | None = Field(default=None, description="Persona used when none is named.")
 
     text_backend: Literal["lite", "transformers", "openai"] = "lite"
-    music_backend: Literal["lite", "musicgen", "stable-audio"] = Field(
-        default="lite", description="Songs and clips: lite (CPU, no weights), musicgen or stable-audio (the model "
-        "plays the backing).")
+    music_backend: Literal["lite", "musicgen", "stable-audio", "ace-step"] = Field(
+        default="lite", description="Songs and clips: lite (CPU, no weights), musicgen, stable-audio or ace-step "
+        "(the model plays the backing, the character sings).")
     music_model: str | None = Field(default=None, description="musicgen: a hub id (default facebook/musicgen-small; "
                                     "facebook/musicgen-melody follows the tune) or a local folder.")
     music_accept_license: bool = Field(default=False, description="MusicGen's weights are CC-BY-NC-4.0 "

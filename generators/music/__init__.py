@@ -175,4 +175,9 @@ def build_music_backend(name: str = "lite", *, model: str | None = None, accept_
         from generators.music.neural import StableAudioMusic
 
         return StableAudioMusic(model=model, accept_license=accept_license, device=device, **kw)
-    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): use lite, musicgen or stable-audio")
+    if name == "ace-step":
+        from generators.music.neural import AceStepMusic
+
+        return AceStepMusic(model=model, device=device, **kw)
+    raise MusicError(f"unknown music backend {name!r} (VCHAR_MUSIC_BACKEND): use lite, musicgen, stable-audio "
+                     "or ace-step")

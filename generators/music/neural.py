@@ -239,3 +239,56 @@ class StableAudioMusic(LiteMusic):
         outbuf = np.zeros(n, np.float32)
         outbuf[: min(n, len(y))] = y[:n]
         return {"backing": outbuf}, f"stable-audio:{Path(self.model_name).name}"
+
+
+ACE_DEFAULT = "ACE-Step/acestep-v15-xl-turbo-diffusers"
+
+
+class AceStepMusic(StableAudioMusic):
+    """ACE-Step 1.5 through diffusers (MIT weights): a song model that takes the tempo and
+    the key, so its backing is asked for at the composer's BPM and key, as an instrumental
+    (``[Instrumental]``): the character's own voice sings the words over it with the lite
+    singer. ACE-Step's own singing is never used, since it is nobody's consented voice."""
+
+    name = "ace-step"
+    max_duration = 120.0
+
+    def __init__(self, out_dir: str | Path = "media/music", *, model: str | None = None, accept_license: bool = False,
+                 device: str | None = None, voice=None, soundfont=None, steps: int = 8, guidance: float = 7.0):
+        super().__init__(out_dir, model=model or ACE_DEFAULT, accept_license=True, device=device, voice=voice,
+                         soundfont=soundfont, steps=steps, guidance=guidance)
+        self.description = f"ace-step: {self.model_name} backing (MIT), the lite singer"
+
+    def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
+        try:
+            pipe = self.load()
+        except MusicError as exc:
+            log.error("%s; this song is made by the lite tier", exc)
+            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
+            return LiteMusic.backing(self, score, length, req, notes, say)
+        import torch
+
+        from generators.voice.finishing import resample
+
+        style, key = score.style, score.key
+        steps = self.steps
+
+        def on_step(pipe_, i, t, kw):
+            say(0.15 + 0.45 * (i + 1) / steps, "playing")
+            return kw
+
+        gen = torch.Generator(device="cpu").manual_seed(req.seed)
+        with torch.inference_mode():
+            out = pipe(prompt=f"{style.name}, {style.description}, instrumental", lyrics="[Instrumental]",
+                       audio_duration=float(min(length, self.max_duration)), bpm=int(round(score.tempo)),
+                       keyscale=key.name, timesignature="4",
+                       num_inference_steps=steps, guidance_scale=self.guidance, generator=gen,
+                       callback_on_step_end=on_step)
+        audio = out.audios[0]
+        y = audio.float().mean(dim=0).cpu().numpy() if hasattr(audio, "float") else np.asarray(audio).mean(axis=0)
+        sr = int(getattr(pipe.vae.config, "sampling_rate", 48000))
+        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
+        n = int(round(length * 44100))
+        buf = np.zeros(n, np.float32)
+        buf[: min(n, len(y))] = y[:n]
+        return {"backing": buf}, f"ace-step:{Path(self.model_name).name}"

@@ -89,3 +89,38 @@ def build_stable_audio(path: Path) -> Path:
     StableAudioPipeline(vae=vae, text_encoder=text, projection_model=proj, tokenizer=tok, transformer=dit,
                         scheduler=sched).save_pretrained(path)
     return path
+
+
+def build_ace_step(path: Path) -> Path:
+    """A tiny ACE-Step 1.5 pipeline (Oobleck VAE, a Qwen3 text encoder with a byte-level
+    BPE tokenizer trained here, the condition encoder, the DiT, flow-matching Euler)."""
+    import torch
+    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+
+    torch.manual_seed(0)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(PROMPTS + ["[verse] the rain tonight", "[Instrumental]"], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<|endoftext|>", "<pad>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|endoftext|>",
+                                        pad_token="<pad>", model_max_length=256)
+    text = Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=512))
+    a = 8  # the acoustic latent width (64 in the real model)
+    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2],
+                             decoder_channels=6, decoder_input_channels=a, audio_channels=2, sampling_rate=48000)
+    dit = AceStepTransformer1DModel(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    num_key_value_heads=1, head_dim=8, in_channels=3 * a, audio_acoustic_hidden_dim=a,
+                                    patch_size=2, sliding_window=16, encoder_hidden_size=16)
+    cond = AceStepConditionEncoder(hidden_size=16, intermediate_size=32, text_hidden_dim=16, timbre_hidden_dim=a,
+                                   num_lyric_encoder_hidden_layers=1, num_timbre_encoder_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=1, head_dim=8, sliding_window=16)
+    AceStepPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, transformer=dit, condition_encoder=cond,
+                    scheduler=FlowMatchEulerDiscreteScheduler()).save_pretrained(path)
+    return path

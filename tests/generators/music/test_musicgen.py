@@ -60,3 +60,27 @@ def test_stable_audio_plays_the_backing_of_a_short_clip(tmp_path, mira_profile, 
     assert song.metadata["generator"] == "stable-audio:sa" and song.metadata["singer"] == "voice"
     assert steps.count("playing") >= 4  # one per denoising step
     assert abs(song.metadata["lufs"] + 14) < 1.0
+
+
+def test_ace_step_plays_an_instrumental_at_the_songs_tempo_and_key_and_the_character_sings(tmp_path, mira_profile,
+                                                                                            lite_voice, monkeypatch):
+    from diffusers import AceStepPipeline
+
+    from generators.music.testing import build_ace_step
+
+    ckpt = build_ace_step(tmp_path / "ace")
+    music = build_music_backend("ace-step", model=str(ckpt), device="cpu", out_dir=tmp_path, voice=lite_voice)
+    music.steps = 3
+    asked = {}
+    call = AceStepPipeline.__call__
+
+    def recording(self, *a, **kw):  # what the pipeline is asked for, then the real call
+        asked.update(kw)
+        return call(self, *a, **kw)
+
+    monkeypatch.setattr(AceStepPipeline, "__call__", recording)
+    song = music.generate(MusicRequest(topic="the rain", style="synthwave", key="F# minor", tempo=100, duration=9,
+                                       seed=4, voice=mira_profile), stems_dir=tmp_path / "stems")
+    assert song.metadata["generator"] == "ace-step:ace" and song.metadata["singer"] == "voice"
+    assert asked["bpm"] == 100 and asked["keyscale"] == "F# minor" and asked["lyrics"] == "[Instrumental]"
+    assert (tmp_path / "stems" / "vocals.wav").exists() and abs(song.metadata["lufs"] + 14) < 1.0
