@@ -22,7 +22,8 @@ def _backend(settings):
     try:
         return build_music_backend(settings.music_backend, out_dir=settings.media_dir / "music",
                                    soundfont=settings.music_soundfont, model=settings.music_model,
-                                   accept_license=settings.music_accept_license, device=settings.music_device)
+                                   accept_license=settings.music_accept_license, device=settings.music_device,
+                                   compile=settings.music_compile, batch=settings.music_batch)
     except MusicError as exc:
         _fail(str(exc))
 

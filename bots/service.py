@@ -110,7 +110,8 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
         vb = getattr(voice, "backend", None)  # the lite voice's conversion (and its cache) sings too
         music = build_music_backend(s.music_backend, out_dir=s.media_dir / "music", soundfont=s.music_soundfont,
                                     voice=vb if getattr(vb, "name", "") == "lite" else None, model=s.music_model,
-                                    accept_license=s.music_accept_license, device=s.music_device)
+                                    accept_license=s.music_accept_license, device=s.music_device,
+                                    compile=s.music_compile, batch=s.music_batch)
     except Exception as exc:  # songs are optional
         log.error("music backend not available, songs are off: %s", exc)
     return image, voice, music
@@ -155,11 +156,13 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
                          f"(see the log above; it can make {', '.join(sorted(runners)) or 'nothing'})")
     table = JobTable(store)
     media = MediaJobs(store, table, uploads=settings.media_dir / "uploads")
+    # music jobs batched by the model (VCHAR_MUSIC_BATCH) need as many running at once
+    conc = {k: max(concurrency, settings.music_batch) if k == "music" else concurrency for k in wanted}
     worker = Worker(table, runners, on_done=media.on_done, on_failed=media.on_failed, kinds=wanted,
-                    concurrency={k: concurrency for k in wanted}, lease=settings.job_lease, poll=5.0)
+                    concurrency=conc, lease=settings.job_lease, poll=5.0)
     log.info("vchar worker %s: making %s", worker.name, ", ".join(wanted))
     try:
-        await serve_worker(worker, settings.queue_url, stop, concurrency={k: concurrency for k in wanted})
+        await serve_worker(worker, settings.queue_url, stop, concurrency=conc)
     finally:
         if image is not None:
             await image.aclose()
@@ -273,7 +276,7 @@ class Service:
             runners["music"] = music_runner(music)
         if runners:
             self.worker = Worker(self.jobs, runners, on_done=media.on_done, on_failed=media.on_failed,
-                                 concurrency={"image": 2, "voice": 2, "music": 1}, lease=s.job_lease)
+                                 concurrency={"image": 2, "voice": 2, "music": s.music_batch}, lease=s.job_lease)
 
             async def bell(kind: str, job_id: int) -> None:
                 self.worker.ring()

@@ -89,7 +89,11 @@ class Settings(BaseSettings):
                                     "facebook/musicgen-melody follows the tune) or a local folder.")
     music_accept_license: bool = Field(default=False, description="MusicGen's weights are CC-BY-NC-4.0 "
                                        "(non-commercial): set 1 to accept; nothing is downloaded before.")
-    music_device: str | None = Field(default=None, description="musicgen: cuda or cpu (default: CUDA when present).")
+    music_device: str | None = Field(default=None, description="Neural music: cuda or cpu (default: CUDA when present).")
+    music_compile: bool = Field(default=False, description="musicgen on CUDA: torch.compile the decoder step "
+                                "(CUDA graphs; the first song compiles for a minute).")
+    music_batch: int = Field(default=1, ge=1, le=16, description="musicgen: songs made at once share one batch "
+                             "(the worker runs this many music jobs at a time); a seed then no longer fixes the song.")
     music_soundfont: Path | None = Field(default=None, description="A General MIDI .sf2 for the lite music "
                                          "(default: Debian's FluidR3_GM, else pretty-midi's TimGM6mb).")
     text_model: str | None = Field(default=None, description="Model id or folder (transformers) or model name (openai).")

@@ -160,7 +160,7 @@ def lrc(lines: list[tuple[float, str]], title: str, artist: str) -> str:
 
 
 def build_music_backend(name: str = "lite", *, model: str | None = None, accept_license: bool = False,
-                        device: str | None = None, **kw):
+                        device: str | None = None, compile: bool = False, batch: int = 1, **kw):
     """``lite``, or ``musicgen`` (``model``: a hub id or a local folder; its weights'
     licence must be accepted). Nothing is loaded or downloaded here: on first use."""
     if name == "lite":
@@ -170,7 +170,8 @@ def build_music_backend(name: str = "lite", *, model: str | None = None, accept_
     if name == "musicgen":
         from generators.music.neural import MusicGenMusic
 
-        return MusicGenMusic(model=model, accept_license=accept_license, device=device, **kw)
+        return MusicGenMusic(model=model, accept_license=accept_license, device=device, compile=compile, batch=batch,
+                             **kw)
     if name == "stable-audio":
         from generators.music.neural import StableAudioMusic
 

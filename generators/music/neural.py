@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +40,61 @@ LICENSE_HELP = (
 MAX_SECONDS = 30.0  # what MusicGen was trained to make in one call
 
 
+class _Batch:
+    """Concurrent ``generate`` calls (songs made in several worker threads at once) run as
+    one batch: the first caller waits ``window`` seconds for others, then generates for all.
+    MusicGen's decoder is launch-bound on a GPU, so a batch of 8 costs little more than one."""
+
+    def __init__(self, run, size: int, window: float = 0.05):
+        self.run, self.size, self.window = run, size, window
+        self._cv = threading.Condition()
+        self._waiting: list[dict] = []
+        self._leader = False
+
+    def __call__(self, item: dict):
+        item["done"] = threading.Event()
+        with self._cv:
+            self._waiting.append(item)
+            self._cv.notify_all()
+            lead = not self._leader
+            if lead:
+                self._leader = True
+        if lead:
+            deadline = time.monotonic() + self.window
+            with self._cv:
+                while len(self._waiting) < self.size and time.monotonic() < deadline:
+                    self._cv.wait(max(0.0, deadline - time.monotonic()))
+                batch, self._waiting = self._waiting[: self.size], self._waiting[self.size:]
+                self._leader = False
+            try:
+                for it, out in zip(batch, self.run(batch)):
+                    it["result"] = out
+            except BaseException as exc:  # noqa: BLE001 - every caller of the batch sees it
+                for it in batch:
+                    it["error"] = exc
+            finally:
+                for it in batch:
+                    it["done"].set()
+        item["done"].wait()
+        if "error" in item:
+            raise item["error"]
+        return item["result"]
+
+
 class MusicGenMusic(LiteMusic):
     name = "musicgen"
     max_duration = MAX_SECONDS
 
     def __init__(self, out_dir: str | Path = "media/music", *, model: str | None = None, accept_license: bool = False,
-                 device: str | None = None, voice=None, soundfont=None, guidance: float = 3.0):
+                 device: str | None = None, voice=None, soundfont=None, guidance: float = 3.0,
+                 static_cache: bool = True, compile: bool = False, batch: int = 1):
         super().__init__(out_dir, voice=voice, soundfont=soundfont)
         self.model_name = model or DEFAULT_MODEL
+        # a preallocated KV cache (no reallocation per step; what torch.compile and CUDA graphs need)
+        self.static_cache = static_cache
+        self.compile = compile  # torch.compile the decoder step ("reduce-overhead": CUDA graphs) on CUDA
+        # songs made at the same time share one generate call (a seed then no longer fixes the song)
+        self.batch = _Batch(self._generate_batch, batch) if batch > 1 else None
         self.accept_license = accept_license
         self.device = device
         self.guidance = guidance
@@ -86,9 +134,24 @@ class MusicGenMusic(LiteMusic):
             except Exception as exc:  # noqa: BLE001 - named with the setting to change
                 raise MusicError(f"could not load the music model {self.model_name!r} (VCHAR_MUSIC_MODEL): "
                                  f"{type(exc).__name__}: {exc}") from exc
+            if self.compile and device.startswith("cuda"):
+                model.decoder.forward = torch.compile(model.decoder.forward, mode="reduce-overhead")
             self._model, self._processor, self._device = model, processor, device
             self.melody = cfg.model_type == "musicgen_melody"
             return model, processor
+
+    def _generate_batch(self, items: list[dict]) -> list[np.ndarray]:
+        import torch
+
+        model, processor = self.load()
+        inputs = processor(text=[it["prompt"] for it in items], padding=True, return_tensors="pt").to(self._device)
+        torch.manual_seed(items[0]["seed"])
+        with torch.inference_mode():
+            audio = model.generate(**inputs, do_sample=True, guidance_scale=self.guidance,
+                                   max_new_tokens=max(it["tokens"] for it in items),
+                                   cache_implementation="static" if self.static_cache else None)
+        log.info("musicgen: %d songs' backings in one batch", len(items))
+        return [a.float().mean(dim=0).cpu().numpy() for a in audio]
 
     def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
         try:
@@ -133,11 +196,17 @@ class MusicGenMusic(LiteMusic):
             def end(self):
                 pass
 
-        torch.manual_seed(req.seed)
-        with torch.inference_mode():
-            audio = model.generate(**inputs, do_sample=True, guidance_scale=self.guidance, max_new_tokens=tokens,
-                                   streamer=Steps())
-        y = audio[0].float().mean(dim=0).cpu().numpy() if audio.dim() == 3 else audio[0].float().cpu().numpy()
+        if self.batch is not None and not self.melody:
+            say(0.2, "playing")
+            y = self.batch({"prompt": prompt, "tokens": tokens, "seed": req.seed})
+        else:
+            torch.manual_seed(req.seed)
+            with torch.inference_mode():
+                audio = model.generate(**inputs, do_sample=True, guidance_scale=self.guidance, max_new_tokens=tokens,
+                                       streamer=Steps(),
+                                       # MusicGen-Melody's generate cannot take a static cache in transformers 5.24
+                                       cache_implementation="static" if self.static_cache and not self.melody else None)
+            y = audio[0].float().mean(dim=0).cpu().numpy()
         y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
         n = int(round(length * 44100))
         out = np.zeros(n, np.float32)

@@ -22,22 +22,36 @@ def _tokenizer():
                            extra_ids=0, model_max_length=64)
 
 
-def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 32000) -> Path:
-    """A tiny MusicGen (or MusicGen-Melody) saved at ``path`` with its processor."""
+def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 32000,
+                   small_shaped: bool = False) -> Path:
+    """A tiny MusicGen (or MusicGen-Melody) saved at ``path`` with its processor;
+    ``small_shaped``: musicgen-small's real shapes (a T5-base encoder, EnCodec 32 kHz with
+    2048-entry codebooks, a 24 x 1024 decoder), for speed measurements."""
     import torch
     from transformers import EncodecConfig, EncodecFeatureExtractor, MusicgenDecoderConfig, T5Config
 
     torch.manual_seed(0)
     tok = _tokenizer()
-    text = T5Config(vocab_size=len(tok), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
-                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    audio = EncodecConfig(sampling_rate=sampling_rate, audio_channels=1, hidden_size=8, num_filters=4,
-                          num_residual_layers=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=64, codebook_dim=8,
-                          num_lstm_layers=1, target_bandwidths=[2.2])
     n_q = 4  # 2.2 kb/s at 50 frames a second, as musicgen-small's EnCodec
-    decoder = MusicgenDecoderConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                    ffn_dim=32, num_codebooks=n_q, max_position_embeddings=4096,
-                                    pad_token_id=64, bos_token_id=64, audio_channels=1)
+    if small_shaped:
+        text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        audio = EncodecConfig(sampling_rate=sampling_rate, audio_channels=1, upsampling_ratios=[8, 5, 4, 4],
+                              codebook_size=2048, target_bandwidths=[2.2], num_filters=64, hidden_size=128)
+        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                        ffn_dim=4096, num_codebooks=n_q, max_position_embeddings=2048,
+                                        pad_token_id=2048, bos_token_id=2048, audio_channels=1)
+        start = 2048
+    else:
+        text = T5Config(vocab_size=len(tok), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        audio = EncodecConfig(sampling_rate=sampling_rate, audio_channels=1, hidden_size=8, num_filters=4,
+                              num_residual_layers=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=64, codebook_dim=8,
+                              num_lstm_layers=1, target_bandwidths=[2.2])
+        decoder = MusicgenDecoderConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                        ffn_dim=32, num_codebooks=n_q, max_position_embeddings=4096,
+                                        pad_token_id=64, bos_token_id=64, audio_channels=1)
+        start = 64
     if melody:
         from transformers import (MusicgenMelodyConfig, MusicgenMelodyFeatureExtractor,
                                   MusicgenMelodyForConditionalGeneration, MusicgenMelodyProcessor)
@@ -54,8 +68,8 @@ def build_musicgen(path: Path, *, melody: bool = False, sampling_rate: int = 320
         cfg = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
         model = MusicgenForConditionalGeneration(cfg)
         processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate), tok)
-    model.generation_config.decoder_start_token_id = 64
-    model.generation_config.pad_token_id = 64
+    model.generation_config.decoder_start_token_id = start
+    model.generation_config.pad_token_id = start
     model.generation_config.do_sample = True
     model.generation_config.guidance_scale = 3.0
     model.generation_config.max_length = 256

@@ -84,3 +84,19 @@ def test_ace_step_plays_an_instrumental_at_the_songs_tempo_and_key_and_the_chara
     assert song.metadata["generator"] == "ace-step:ace" and song.metadata["singer"] == "voice"
     assert asked["bpm"] == 100 and asked["keyscale"] == "F# minor" and asked["lyrics"] == "[Instrumental]"
     assert (tmp_path / "stems" / "vocals.wav").exists() and abs(song.metadata["lufs"] + 14) < 1.0
+
+
+def test_songs_made_at_the_same_time_share_one_musicgen_batch(checkpoints, tmp_path, caplog):
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    music = build_music_backend("musicgen", model=str(checkpoints[0]), device="cpu", out_dir=tmp_path, batch=2)
+    music.batch.window = 5.0  # the second song surely joins
+    caplog.set_level(logging.INFO, logger="generators.music.neural")
+    requests = [MusicRequest(topic=t, style="pop", duration=9, seed=i, instrumental=True)
+                for i, t in enumerate(("cats", "dogs"))]
+    with ThreadPoolExecutor(2) as pool:
+        songs = list(pool.map(music.generate, requests))
+    assert "2 songs' backings in one batch" in caplog.text
+    assert all(s.metadata["generator"] == "musicgen:small" for s in songs)
+    assert songs[0].path != songs[1].path and all(s.path.stat().st_size > 10_000 for s in songs)
