@@ -294,7 +294,26 @@ class Doctor:
         except SynthUnavailable as exc:
             self.add("soundfont", "warn", f"{exc}: songs are off", SYSTEM_DEPS)
             return
-        self.add("backend", "ok", f"lite: composed songs played by FluidSynth with {sf.name}, sung by the lite singer")
+        if s.music_backend == "lite":
+            self.add("backend", "ok", f"lite: composed songs played by FluidSynth with {sf.name}, sung by the lite singer")
+            return
+        import importlib.util
+
+        from generators.music import build_music_backend
+
+        lib = "transformers" if s.music_backend == "musicgen" else "diffusers"
+        if importlib.util.find_spec(lib) is None:
+            self.add("backend", "error", f"{s.music_backend}: {lib} is not installed (songs fall back to lite)",
+                     f"pip install -e '.[{'music' if lib == 'transformers' else 'image'}]'")
+            return
+        backend = build_music_backend(s.music_backend, model=s.music_model, accept_license=s.music_accept_license)
+        local = Path(backend.model_name).expanduser().is_dir()
+        if s.music_backend != "ace-step" and not local and not s.music_accept_license:
+            self.add("licence", "error", f"{s.music_backend}: {backend.model_name}'s licence is not accepted "
+                     "(songs fall back to lite)", "set VCHAR_MUSIC_ACCEPT_LICENSE=1 after reading it (README: Songs)")
+            return
+        self.add("backend", "ok", f"{s.music_backend}: {backend.model_name} plays the backing (downloaded on first "
+                 f"use unless a folder); FluidSynth with {sf.name} for the fallback")
 
     def check_voice(self) -> None:
         vs = self.voice
