@@ -18,7 +18,7 @@ from generators.music import (
 )
 from generators.music.composer import compose
 from generators.music.lyrics import Lyrics, parse_lyrics, template_lyrics
-from generators.music.theory import Key, midi_to_hz, nearest_style, parse_key
+from generators.music.theory import Key, nearest_style, parse_key
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,16 @@ LICENSE_HELP = (
 MAX_SECONDS = 30.0  # what MusicGen was trained to make in one call
 
 
+def _fit(y: np.ndarray, sr: int, length: float) -> np.ndarray:
+    """A model's audio as the mix takes it: 44.1 kHz mono float32, exactly ``length`` long."""
+    from generators.voice.finishing import resample
+
+    y = resample(np.asarray(y, np.float64), sr, 44100).astype(np.float32)
+    out = np.zeros(int(round(length * 44100)), np.float32)
+    out[: min(len(out), len(y))] = y[: len(out)]
+    return out
+
+
 class _Batch:
     """Concurrent ``generate`` calls (songs made in several worker threads at once) run as
     one batch: the first caller waits ``window`` seconds for others, then generates for all.
@@ -207,11 +217,7 @@ class MusicGenMusic(LiteMusic):
                                        # MusicGen-Melody's generate cannot take a static cache in transformers 5.24
                                        cache_implementation="static" if self.static_cache and not self.melody else None)
             y = audio[0].float().mean(dim=0).cpu().numpy()
-        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
-        n = int(round(length * 44100))
-        out = np.zeros(n, np.float32)
-        out[: min(n, len(y))] = y[:n]
-        return {"backing": out}, f"musicgen:{Path(self.model_name).name}"
+        return {"backing": _fit(y, sr, length)}, f"musicgen:{Path(self.model_name).name}"
 
 
 SA_DEFAULT = "stabilityai/stable-audio-open-1.0"
@@ -275,8 +281,6 @@ class StableAudioMusic(LiteMusic):
             return super().backing(score, length, req, notes, say)
         import torch
 
-        from generators.voice.finishing import resample
-
         style, key = score.style, score.key
         prompt = f"{style.name}, {style.description}, {key.name}, {score.tempo:.0f} BPM, instrumental"
         sr = int(getattr(pipe.vae.config, "sampling_rate", 44100))
@@ -303,11 +307,7 @@ class StableAudioMusic(LiteMusic):
                        negative_prompt="low quality, vocals, singing", **kwargs)
         audio = out.audios[0]
         y = audio.float().mean(dim=0).cpu().numpy() if hasattr(audio, "float") else np.asarray(audio).mean(axis=0)
-        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
-        n = int(round(length * 44100))
-        outbuf = np.zeros(n, np.float32)
-        outbuf[: min(n, len(y))] = y[:n]
-        return {"backing": outbuf}, f"stable-audio:{Path(self.model_name).name}"
+        return {"backing": _fit(y, sr, length)}, f"stable-audio:{Path(self.model_name).name}"
 
 
 ACE_DEFAULT = "ACE-Step/acestep-v15-xl-turbo-diffusers"
@@ -337,8 +337,6 @@ class AceStepMusic(StableAudioMusic):
             return LiteMusic.backing(self, score, length, req, notes, say)
         import torch
 
-        from generators.voice.finishing import resample
-
         style, key = score.style, score.key
         steps = self.steps
 
@@ -356,8 +354,4 @@ class AceStepMusic(StableAudioMusic):
         audio = out.audios[0]
         y = audio.float().mean(dim=0).cpu().numpy() if hasattr(audio, "float") else np.asarray(audio).mean(axis=0)
         sr = int(getattr(pipe.vae.config, "sampling_rate", 48000))
-        y = resample(y.astype(np.float64), sr, 44100).astype(np.float32)
-        n = int(round(length * 44100))
-        buf = np.zeros(n, np.float32)
-        buf[: min(n, len(y))] = y[:n]
-        return {"backing": buf}, f"ace-step:{Path(self.model_name).name}"
+        return {"backing": _fit(y, sr, length)}, f"ace-step:{Path(self.model_name).name}"

@@ -145,20 +145,31 @@ def discord_waveform(x: np.ndarray, sr: int, max_points: int = 256) -> str:
     return base64.b64encode(values.astype(np.uint8).tobytes()).decode()
 
 
-def _encode_av(x: np.ndarray, sr: int, path: Path, container: str, codec: str, rate: int, bit_rate: int) -> None:
+def encode_av(x: np.ndarray, sr: int, path: Path, container: str, codec: str, rate: int, bit_rate: int, *,
+              metadata: dict[str, str] | None = None, options: dict[str, str] | None = None,
+              bitexact: bool = False) -> None:
+    """Encode mono ``x`` (n,) or stereo ``x`` (n, 2) with PyAV: ``codec`` in ``container`` at
+    ``rate``; ``metadata`` as tags; ``bitexact``: the same samples give the same bytes
+    (no random stream serial numbers, no encoder version string)."""
     import av
 
-    y = resample(x, sr, rate)
+    stereo = x.ndim == 2
+    y = np.stack([resample(x[:, c], sr, rate) for c in range(2)], axis=1) if stereo else resample(x, sr, rate)
     pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
-    with av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate)
+    layout = "stereo" if stereo else "mono"
+    with av.open(str(path), "w", format=container,
+                 container_options={"fflags": "+bitexact"} if bitexact else {}) as out:
+        for k, v in (metadata or {}).items():
+            if v:
+                out.metadata[k] = v
+        stream = out.add_stream(codec, rate=rate, options=options or {})
         stream.bit_rate = bit_rate
-        stream.layout = "mono"
+        stream.layout = layout
         frame_size = 960 if codec == "libopus" else 1152
         pts = 0
         for start in range(0, len(pcm), frame_size):
             block = pcm[start : start + frame_size]
-            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout=layout)
             frame.sample_rate = rate
             frame.pts = pts
             frame.time_base = Fraction(1, rate)
@@ -175,9 +186,9 @@ def encode_audio(x: np.ndarray, sr: int, path: str | Path, fmt: str | None = Non
     fmt = fmt or format_for_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "ogg":
-        _encode_av(x, sr, path, "ogg", "libopus", 48000, 48000)
+        encode_av(x, sr, path, "ogg", "libopus", 48000, 48000)
     elif fmt == "mp3":
-        _encode_av(x, sr, path, "mp3", "libmp3lame", 44100 if sr > 24000 else 24000, 96000)
+        encode_av(x, sr, path, "mp3", "libmp3lame", 44100 if sr > 24000 else 24000, 96000)
     elif fmt == "wav":
         import soundfile
 
