@@ -99,6 +99,7 @@ _MEDIA_ACTIONS = {
     "voice": ChatAction.RECORD_VOICE,
     "audio": ChatAction.UPLOAD_VOICE,
     "video": ChatAction.UPLOAD_VIDEO,
+    "video_note": ChatAction.UPLOAD_VIDEO_NOTE,
     "music": ChatAction.RECORD_VOICE,  # a song job at work: the character is singing
 }
 
@@ -679,6 +680,7 @@ class TelegramAdapter(Adapter):
         if kind == "voice" and not _is_ogg(media):
             log.warning("telegram: voice note %s is not OGG/Opus (%s): sending it as audio", path.name, media.mime)
             kind = "audio"
+        thumb = Path(media.thumbnail).read_bytes() if media.thumbnail and Path(media.thumbnail).is_file() else None
         async with self.working(reply.chat_id, _MEDIA_ACTIONS.get(kind, ChatAction.UPLOAD_DOCUMENT)):
             data = path.read_bytes()
             if kind == "image":
@@ -686,12 +688,18 @@ class TelegramAdapter(Adapter):
             elif kind == "voice":
                 sent = await self.bot.send_voice(voice=data, filename=path.name, duration=duration, **common)
             elif kind == "audio":
-                thumb = Path(media.thumbnail).read_bytes() if media.thumbnail and Path(media.thumbnail).is_file() else None
                 sent = await self.bot.send_audio(audio=data, filename=path.name, duration=duration, title=media.title,
                                                  performer=media.performer, thumbnail=thumb, **common)
             elif kind == "video":
-                sent = await self.bot.send_video(video=data, filename=path.name, duration=duration,
-                                                 supports_streaming=True, **common)
+                sent = await self.bot.send_video(video=data, filename=path.name, duration=duration, width=media.width,
+                                                 height=media.height, thumbnail=thumb, supports_streaming=True,
+                                                 **common)
+            elif kind == "video_note":  # round, square, no caption: the caption follows as text
+                if caption:
+                    late_caption, caption = caption, None
+                common.pop("caption", None)
+                sent = await self.bot.send_video_note(video_note=data, filename=path.name, duration=duration,
+                                                      length=media.width, thumbnail=thumb, **common)
             else:
                 sent = await self.bot.send_document(document=data, filename=path.name, **common)
         if late_caption:

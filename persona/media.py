@@ -138,7 +138,7 @@ class MediaJobs:
         records = [
             {"kind": f["kind"], "path": f["path"], "mime": f.get("mime"), "duration": f.get("duration"),
              "caption": r.get("caption") if i == 0 else None,
-             **{k: f[k] for k in ("title", "performer", "thumbnail") if f.get(k)}}
+             **{k: f[k] for k in ("title", "performer", "thumbnail", "width", "height") if f.get(k)}}
             for i, f in enumerate(files)
         ]
         assets = [

@@ -31,7 +31,7 @@ def media_record(media: MediaFile, asset_id: int | None = None) -> dict[str, Any
     """How a reply's media file is kept in its row, enough to send it again."""
     rec = {"kind": media.kind, "asset_id": asset_id, "path": media.path, "mime": media.mime,
            "caption": media.caption, "duration": media.duration}
-    for k in ("title", "performer", "thumbnail"):
+    for k in ("title", "performer", "thumbnail", "width", "height"):
         if getattr(media, k):
             rec[k] = getattr(media, k)
     return rec
@@ -41,7 +41,8 @@ def reply_from_row(row: dict[str, Any], persona: str) -> Reply:
     media = tuple(
         MediaFile(kind=m["kind"], path=m["path"], mime=m.get("mime") or "application/octet-stream",
                   caption=m.get("caption"), duration=m.get("duration"), title=m.get("title"),
-                  performer=m.get("performer"), thumbnail=m.get("thumbnail"))
+                  performer=m.get("performer"), thumbnail=m.get("thumbnail"), width=m.get("width"),
+                  height=m.get("height"))
         for m in (row.get("media") or []) if isinstance(m, dict) and m.get("path")
     )
     return Reply(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MediaKind = Literal["image", "voice", "audio", "video"]
+MediaKind = Literal["image", "voice", "audio", "video", "video_note"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,9 @@ class MediaFile:
     duration: float | None = None
     title: str | None = None  # a song's title and performer (Telegram's audio player shows them)
     performer: str | None = None
-    thumbnail: str | None = None  # a small JPEG shown with it (a song's cover)
+    thumbnail: str | None = None  # a small JPEG shown with it (a song's cover, a clip's first frame)
+    width: int | None = None  # a video's size (Telegram shows the right shape before it loads)
+    height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

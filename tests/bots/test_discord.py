@@ -336,28 +336,12 @@ def make_ogg_opus(path, seconds=1.5, rate=48000):
 
 
 def make_mp4(path, frames=12, fps=12, rate=48000):
-    with av.open(str(path), "w", format="mp4") as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
-        a = c.add_stream("aac", rate=rate, layout="mono")
-        for i in range(frames):
-            img = np.full((64, 64, 3), (i * 20) % 255, dtype=np.uint8)
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        samples = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
-        for i in range(0, samples.size, 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, i : i + 1024], format="flt", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = i
-            frame.time_base = Fraction(1, rate)
-            for p in a.encode(frame):
-                c.mux(p)
-        for p in a.encode(None):
-            c.mux(p)
-    return path
+    """A 64x64 H.264 clip with an AAC tone, written by the project's own MP4 writer."""
+    from generators.video.mp4 import write_mp4
 
+    imgs = [np.full((64, 64, 3), (i * 20) % 255, dtype=np.uint8) for i in range(frames)]
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
+    return write_mp4(path, imgs, fps, audio=tone, sample_rate=rate)
 
 def media_handler(*media: MediaFile, text: str = ""):
     async def handle(msg: IncomingMessage) -> Reply:

@@ -407,38 +407,15 @@ def make_ogg_opus(path: Path, seconds: float = 1.0) -> Path:
 
 
 def make_mp4(path: Path, seconds: float = 1.0) -> Path:
-    av = pytest.importorskip("av", reason="PyAV makes the MP4")
+    """A 64x48 H.264 clip with an AAC tone, written by the project's own MP4 writer."""
     import numpy as np
 
-    fps, rate = 12, 44100
-    with av.open(str(path), "w", format="mp4") as out:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        video = out.add_stream(codec, rate=fps)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="mono")
-        for i in range(int(fps * seconds)):
-            img = np.full((48, 64, 3), (i * 20) % 255, dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
-        n = 1024
-        total = int(rate * seconds)
-        for start in range(0, total, n):
-            t = (np.arange(start, min(start + n, total)) / rate).astype(np.float32)
-            samples = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            frame.time_base = Fraction(1, rate)
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode(None):
-            out.mux(packet)
-    return path
+    from generators.video.mp4 import write_mp4
 
+    fps, rate = 12, 44100
+    t = np.arange(int(rate * seconds)) / rate
+    frames = [np.full((48, 64, 3), (i * 20) % 255, dtype=np.uint8) for i in range(int(fps * seconds))]
+    return write_mp4(path, frames, fps, audio=(0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sample_rate=rate)
 
 def probe(data: bytes) -> dict[str, str]:
     import av
@@ -671,3 +648,29 @@ async def test_photo_rules_in_private_and_groups(tg, tmp_path):
     assert got == [("/portrait", (("image", "image/jpeg", True),)),
                    ("/art@mira_test_bot oil painting", (("image", "image/jpeg", True),))]
     assert len(tg.downloads) == 2  # neither the photos without a command nor the oversized one
+
+
+async def test_a_clip_goes_with_its_size_and_thumbnail_and_a_video_note_goes_round(tg, tmp_path):
+    import numpy as np
+
+    from generators.video.mp4 import thumbnail, write_mp4
+
+    frames = [np.full((240, 240, 3), 40 + 8 * i, np.uint8) for i in range(10)]
+    clip = write_mp4(tmp_path / "clip.mp4", frames, 10)
+    thumb = thumbnail(frames[0], tmp_path / "clip.jpg")
+    reply = Reply(
+        text="", chat_id=str(ZOE), persona="mira",
+        media=(MediaFile("video", str(clip), "video/mp4", caption="at the pier", duration=1.0, width=240, height=240,
+                         thumbnail=str(thumb)),
+               MediaFile("video_note", str(clip), "video/mp4", caption="hi!", duration=1.0, width=240,
+                         thumbnail=str(thumb))),
+    )
+    async with running(tg, handler=echo) as bot:
+        await bot.adapter.send(reply)
+    [video] = tg.sent_to(ZOE, method="sendVideo")
+    v = video.result["video"]
+    assert (v["width"], v["height"], v["supports_streaming"]) == (240, 240, True) and v["thumbnail"]["width"] <= 320
+    [note] = tg.sent_to(ZOE, method="sendVideoNote")
+    assert note.result["video_note"]["length"] == 240 and note.result["video_note"]["thumbnail"]
+    assert "caption" not in note.fields  # a round video note carries no caption: it follows as text
+    assert any(c.text == "hi!" for c in tg.sent_to(ZOE, method="sendMessage"))

@@ -723,26 +723,50 @@ class FakeTelegramServer:
         for name in ("title", "performer"):
             if fields.get(name):
                 audio[name] = str(fields[name])
-        thumb = Call("", fields, files).file("thumbnail")
-        if thumb is not None and thumb.data:
-            # the Bot API: a JPEG under 200 kB, at most 320 px a side; anything else is ignored
-            from PIL import Image
-
-            try:
-                with Image.open(io.BytesIO(thumb.data)) as im:
-                    ok = im.format == "JPEG" and max(im.size) <= 320 and len(thumb.data) < 200_000
-                    size = im.size
-            except Exception:  # noqa: BLE001 - not a picture
-                ok = False
-            if ok:
-                audio["thumbnail"] = self._file(width=size[0], height=size[1], file_size=len(thumb.data))
+        thumb = self._thumbnail(fields, files)
+        if thumb:
+            audio["thumbnail"] = thumb
         return self._bot_message(fields, audio=audio, **self._caption(fields))
+
+    def _thumbnail(self, fields, files) -> dict[str, Any] | None:
+        """The Bot API takes a JPEG under 200 kB, at most 320 px a side; anything else is ignored."""
+        thumb = Call("", fields, files).file("thumbnail")
+        if thumb is None or not thumb.data:
+            return None
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(thumb.data)) as im:
+                if im.format == "JPEG" and max(im.size) <= 320 and len(thumb.data) < 200_000:
+                    return self._file(width=im.size[0], height=im.size[1], file_size=len(thumb.data))
+        except Exception:  # noqa: BLE001 - not a picture
+            pass
+        return None
 
     async def _api_sendVideo(self, fields, files):
         up = self._upload(fields, files, "video")
         video = self._file(width=int(fields.get("width") or 320), height=int(fields.get("height") or 240),
                            duration=int(fields.get("duration") or 1), mime_type="video/mp4", file_size=len(up.data))
+        if fields.get("supports_streaming") in (True, "true", "True"):
+            video["supports_streaming"] = True  # recorded for tests: the real API does not echo it
+        thumb = self._thumbnail(fields, files)
+        if thumb:
+            video["thumbnail"] = thumb
         return self._bot_message(fields, video=video, **self._caption(fields))
+
+    async def _api_sendVideoNote(self, fields, files):
+        """A round video message: square, at most a minute; no caption."""
+        up = self._upload(fields, files, "video_note")
+        if fields.get("caption"):
+            raise ApiError(400, "Bad Request: video notes can't have a caption")
+        duration = int(fields.get("duration") or 1)
+        if duration > 60:
+            raise ApiError(400, "Bad Request: video note is too long")
+        note = self._file(length=int(fields.get("length") or 240), duration=duration, file_size=len(up.data))
+        thumb = self._thumbnail(fields, files)
+        if thumb:
+            note["thumbnail"] = thumb
+        return self._bot_message(fields, video_note=note)
 
     async def _api_sendDocument(self, fields, files):
         up = self._upload(fields, files, "document")
