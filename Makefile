@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	# resemblyzer's speaker encoder (voice similarity): its webrtcvad pin needs a compiler,
 	# so it goes in without deps (webrtcvad-wheels and librosa come from the test extra).
 	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
+	# mediapipe 0.10.21 is the last release whose wheel carries the face-mesh model; it declares
+	# numpy<2 and protobuf<5, yet runs on numpy 2.4 and protobuf 6.31 (checked here), so it goes
+	# in without deps and its real runtime deps come from pyproject.toml.
+	$(PY) -m pip install --quiet --no-deps mediapipe==0.10.21
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""``vchar video``: clips of a character (so far: smoothing any clip to a higher frame rate).
+"""``vchar video``: clips of a character speaking, and smoothing any clip to a higher frame rate.
 
 Mounted by bots/cli.py as ``app.add_typer(video_app, name="video")``.
 """
@@ -6,12 +6,85 @@ Mounted by bots/cli.py as ``app.add_typer(video_app, name="video")``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from bots.voice_cli import _fail, out
+from rich.markup import escape
 
-video_app = typer.Typer(help="Video clips: smooth a clip to a higher frame rate.", no_args_is_help=True)
+from bots.voice_cli import _fail, _persona, _settings, err, out
+
+video_app = typer.Typer(help="Video clips: a character speaking; smooth a clip to a higher frame rate.",
+                        no_args_is_help=True)
+MAX_SECONDS = 120.0
+
+
+@video_app.command("say")
+def say_command(
+    persona: str = typer.Argument(..., help="The persona who speaks (id or name)."),
+    text: str = typer.Argument("", help="What it says (or give --audio)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The MP4 to write."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to lip-sync instead of the persona's voice."),
+    size: int = typer.Option(512, "--size", help="Width and height in pixels (even)."),
+    fps: float = typer.Option(25.0, "--fps", help="Frames per second."),
+    seed: int = typer.Option(0, "--seed", help="Blinks and head motion; the same seed, the same moves."),
+) -> None:
+    """A clip of the persona's portrait saying TEXT in its own voice, lips in sync."""
+    from generators.video import VideoInputError
+    from generators.video.lite import say_video
+
+    settings = _settings()
+    p = _persona(settings, persona)
+    portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
+    if portrait is None:
+        _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    if audio is not None:
+        from generators.voice.profile import SampleError, load_audio
+
+        try:
+            samples, sr = load_audio(audio)
+        except SampleError as exc:
+            _fail(str(exc))
+    elif text.strip():
+        samples, sr = _speak(settings, p, text)
+    else:
+        _fail("give the TEXT to say, or --audio FILE")
+    if len(samples) / sr > MAX_SECONDS:
+        _fail(f"the speech is {len(samples) / sr:.0f} s long; clips here are at most {MAX_SECONDS:.0f} s")
+    try:
+        with out.status(f"{p.name} is on camera..."):
+            meta = say_video(portrait, samples, sr, output, size=size, fps=fps, seed=seed,
+                             cache_dir=settings.data_dir / "cache" / "faces")
+    except VideoInputError as exc:
+        _fail(str(exc))
+    if meta["faces_found"] > 1:
+        err.print(f"[yellow]note:[/yellow] {meta['faces_found']} faces in the portrait: the largest one speaks")
+    from bots.service import record_media_sync
+
+    record_media_sync(settings, p, [{"kind": "video", "path": meta["path"], "mime": "video/mp4",
+                                     "generator": meta["generator"], "duration": meta["duration"],
+                                     "parameters": {"text": text, **{k: meta[k] for k in ("fps", "width", "seed")}},
+                                     "seed": seed}],
+                      warn=lambda t: err.print(f"[yellow]warning:[/yellow] {escape(t)}"))
+    out.print(f"{meta['path']}  {meta['width']}x{meta['height']}  {meta['fps']:g} fps  {meta['duration']:.1f} s  "
+              f"({meta['frames'] / meta['seconds']:.0f} frames a second to make)", markup=False, highlight=False)
+
+
+def _speak(settings, p, text: str):
+    """The persona's own voice (set with `vchar voice set`), else espeak-ng's, said so."""
+    from bots.service import install_sample_voices
+    from generators.voice import VoiceError, VoiceSettings, backend_from_settings
+    from generators.voice.profile import load_voice_profile
+
+    install_sample_voices(settings)
+    profile = load_voice_profile(settings.voices_dir, p.id)
+    if profile is None:
+        err.print(f"[yellow]note:[/yellow] {escape(p.name)} has no voice yet: espeak-ng's own voice speaks")
+    try:
+        backend = backend_from_settings(VoiceSettings(), cache_dir=settings.voice_cache_dir)
+        return backend.synthesize(text, profile, language=p.language or "en"), backend.sample_rate
+    except VoiceError as exc:
+        _fail(str(exc))
 
 
 @video_app.command("smooth")
