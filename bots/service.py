@@ -85,7 +85,7 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
         from generators.voice import VoiceSettings
 
         return (Offsite("image", ImageSettings().backend), Offsite("voice", VoiceSettings().voice_backend),
-                Offsite("music", s.music_backend))
+                Offsite("music", s.music_backend), Offsite("video", "lite"))
     if image is None:
         from bots.image_cli import build_from_settings
         from bots.settings import ImageSettings
@@ -114,7 +114,12 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
                                     compile=s.music_compile, batch=s.music_batch)
     except Exception as exc:  # songs are optional
         log.error("music backend not available, songs are off: %s", exc)
-    return image, voice, music
+    video = None
+    if voice is not None:  # a clip speaks: it needs a voice backend
+        from generators.video.lite import LiteVideo
+
+        video = LiteVideo(s.media_dir / "video", cache_dir=s.data_dir / "cache" / "faces")
+    return image, voice, music, video
 
 
 async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.Event | None = None,
@@ -123,7 +128,7 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
     from db.jobs import JobTable
     from generators.jobs import Worker
     from generators.jobs.distributed import serve_worker
-    from generators.jobs.runners import image_runner, music_runner, voice_runner
+    from generators.jobs.runners import image_runner, music_runner, video_runner, voice_runner
     from persona.media import MediaJobs
 
     if not settings.queue_url:
@@ -140,7 +145,7 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
     url = settings.resolved_database_url
     await upgrade_async(url)
     store = Store.from_url(url)
-    image, voice, music = media_backends(settings)
+    image, voice, music, video = media_backends(settings)
     runners = {}
     if image is not None:
         runners["image"] = image_runner(image)
@@ -148,6 +153,8 @@ async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.
         runners["voice"] = voice_runner(voice)
     if music is not None:
         runners["music"] = music_runner(music)
+    if video is not None:
+        runners["video"] = video_runner(video, voice)
     wanted = kinds or sorted(runners)
     missing = [k for k in wanted if k not in runners]
     if missing:
@@ -232,10 +239,10 @@ class Service:
             admins=admin_ids(s),
         )
         await asyncio.to_thread(install_sample_voices, s)
-        image, voice, music = media_backends(s, image=self._image, offsite=bool(s.queue_url))
-        self.media = await self._media_jobs(image, voice, music)
-        self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image,
-                                      voice=voice, music=music, voices_root=s.voices_dir, jobs=self.media)
+        image, voice, music, video = media_backends(s, image=self._image, offsite=bool(s.queue_url))
+        self.media = await self._media_jobs(image, voice, music, video)
+        self.manager = PersonaManager(self.store, registry, text, embedder, config, image=image, voice=voice,
+                                      music=music, video=video, voices_root=s.voices_dir, jobs=self.media)
         await self.manager.start()
         log.info(
             "vchar ready: %d personas (%s), text backend %s, database %s",
@@ -243,12 +250,12 @@ class Service:
         )
         return self
 
-    async def _media_jobs(self, image, voice, music=None):
+    async def _media_jobs(self, image, voice, music=None, video=None):
         """Media requests become jobs: run by the in-process worker (the default), or,
         with ``VCHAR_QUEUE_URL``, rung through taskiq to `vchar worker` processes."""
         from db.jobs import JobTable
         from generators.jobs import Worker
-        from generators.jobs.runners import image_runner, music_runner, voice_runner
+        from generators.jobs.runners import image_runner, music_runner, video_runner, voice_runner
         from persona.media import MediaJobs
 
         s = self.settings
@@ -274,9 +281,12 @@ class Service:
             runners["voice"] = voice_runner(voice)
         if music is not None:
             runners["music"] = music_runner(music)
+        if video is not None and voice is not None:
+            runners["video"] = video_runner(video, voice)
         if runners:
             self.worker = Worker(self.jobs, runners, on_done=media.on_done, on_failed=media.on_failed,
-                                 concurrency={"image": 2, "voice": 2, "music": s.music_batch}, lease=s.job_lease)
+                                 concurrency={"image": 2, "voice": 2, "music": s.music_batch, "video": 1},
+                                 lease=s.job_lease)
 
             async def bell(kind: str, job_id: int) -> None:
                 self.worker.ring()

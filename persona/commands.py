@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from db.store import Incoming
 from generators.text.base import to_second_person
-from persona import requests, songs
+from persona import requests, songs, videos
 from persona.types import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("video", "A video (if this host has it set up)", "a short video of me talking", "text",
             "What the video is about", rate="media",
             unavailable="Videos aren't set up on this server yet, sorry! Words will have to do.",
-            needs="video"),
+            handler=videos.video, needs="video"),
     Command("art", "Send a photo with this caption: I redraw it in my style",
             "as a photo's caption: I redraw your photo in my style", "style", rate="media", caption_only=True,
             unavailable="I can't draw from here yet, my sketchbook isn't set up on this server.",
@@ -167,6 +167,9 @@ COMMANDS: tuple[Command, ...] = (
             "as a photo's caption: I bring a statue or painting to life", rate="media", caption_only=True,
             unavailable="I can't bring pictures to life here yet, my sketchbook isn't set up on this server.",
             handler=requests.redraw, needs="image"),
+    Command("animate", "Send a photo of a painting or statue with this caption: it speaks",
+            "as a photo's caption: the painting or statue in it speaks", "text", rate="media", caption_only=True,
+            unavailable="Videos aren't set up on this server yet, sorry!", handler=videos.animate, needs="video"),
     Command("cancel", "Stop the picture or voice note I'm making for you", "stop what I'm making for you", handler=_cancel),
     Command("reload", "Re-read the persona files", "re-read the persona files", who="admin", handler=_reload),
     Command("block", "Stop answering a person", "stop answering a person", "id", "Their platform user id", who="admin",

@@ -88,6 +88,7 @@ class PersonaManager:
         image=None,
         voice=None,
         music=None,
+        video=None,
         voices_root=None,
         jobs=None,
     ):
@@ -99,6 +100,7 @@ class PersonaManager:
         self.image = image  # an ImageGenerator, or None when no image backend is set up
         self.voice = voice  # a generators.voice.VoiceGenerator, or None
         self.music = music  # a generators.music backend (songs), or None
+        self.video = video  # a generators.video backend (talking clips), or None
         self.voices_root = voices_root  # where `vchar voice set` keeps samples and consent
         # persona.media.MediaJobs: media made by workers (in this process or `vchar worker`);
         # None makes them inside the turn (the command line's own tools)

@@ -120,3 +120,50 @@ def cover_thumbnail(image: str, out) -> str | None:
     except OSError:
         return None
     return None
+
+
+def video_runner(video, voice) -> Runner:
+    """A talking clip: ``params`` hold the portrait (a path under the media root), the text,
+    the voice profile (or None: espeak-ng's own voice), the layout ("video", or "note" for a
+    round Telegram video note), size, fps and seed. ``voice`` is the service's
+    VoiceGenerator (its backend speaks)."""
+    import asyncio
+    import hashlib
+    from pathlib import Path
+
+    from generators.video import VideoError, VideoInputError
+    from generators.voice.base import ConsentError, VoiceProfile
+
+    async def run(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        text, portrait = params.get("text"), params.get("portrait")
+        if not isinstance(text, str) or not text.strip() or not isinstance(portrait, str):
+            raise JobInputError("a video job needs the text and the portrait")
+        if not Path(portrait).is_file():
+            raise JobInputError(f"the portrait {portrait} is not there", "unreadable")
+        try:
+            profile = VoiceProfile(**params["profile"]) if params.get("profile") else None
+        except (TypeError, ConsentError) as exc:
+            raise JobInputError(f"the voice profile is not usable: {exc}", "unconfigured") from exc
+        await progress(0.1, "recording")
+        backend = voice.backend
+        audio = await asyncio.to_thread(backend.synthesize, text, profile, language=params.get("language") or "en")
+        await progress(0.4, "filming")
+        layout = params.get("layout") or "video"
+        size = int(params.get("size") or (384 if layout == "note" else 512))
+        key = hashlib.sha256(f"{portrait}|{text}|{layout}|{size}|{params.get('seed')}".encode()).hexdigest()[:20]
+        try:
+            meta = await asyncio.to_thread(video.make, portrait, audio, backend.sample_rate, size=size,
+                                           fps=float(params.get("fps") or 25), seed=int(params.get("seed") or 0),
+                                           name=f"clip-{key}")
+        except VideoInputError as exc:
+            raise JobInputError(str(exc), "noface" if "face" in str(exc) else "unreadable") from exc
+        except VideoError:
+            raise
+        await progress(0.95, "saving")
+        return {"files": [{"kind": "video_note" if layout == "note" else "video", "path": meta["path"],
+                           "mime": "video/mp4", "duration": meta["duration"], "width": meta["width"],
+                           "height": meta["height"], "thumbnail": meta["thumbnail"], "generator": meta["generator"],
+                           "seed": meta["seed"], "metadata": {"text": text, "fps": meta["fps"],
+                                                              "faces_found": meta["faces_found"]}}]}
+
+    return run

@@ -239,3 +239,22 @@ def say_video(portrait: str | Path, audio: np.ndarray, sr: int, out: str | Path,
     return {"path": str(path), "thumbnail": str(thumb), "frames": n, "fps": fps, "width": size, "height": size,
             "duration": n / fps, "faces_found": head.faces_found, "seconds": time.perf_counter() - t0,
             "generator": "vchar-lite-head", "seed": seed}
+
+
+class LiteVideo:
+    """The lite tier as the service uses it: clips written under ``out_dir``, faces cached."""
+
+    name = "lite"
+
+    def __init__(self, out_dir: str | Path, *, cache_dir: str | Path | None = None):
+        self.out_dir = Path(out_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.out_dir / "faces"
+
+    def make(self, portrait: str | Path, audio: np.ndarray, sr: int, *, size: int = 512, fps: float = 25,
+             seed: int = 0, name: str = "clip") -> dict:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return say_video(portrait, audio, sr, self.out_dir / f"{name}.mp4", size=size, fps=fps, seed=seed,
+                         cache_dir=self.cache_dir)
+
+    async def aclose(self) -> None:
+        """Nothing held open."""
