@@ -113,3 +113,33 @@ def smooth_command(
         _fail(str(exc))
     out.print(f"{output}  {p.width}x{p.height}  {p.fps:g} fps  {p.frames} frames  {p.duration:.1f} s"
               f"{'  with sound' if p.has_audio else ''}", markup=False, highlight=False)
+
+
+@video_app.command("news")
+def news_command(
+    persona: str = typer.Argument(..., help="The anchor (id or name)."),
+    script: Path = typer.Option(..., "--script", help="A YAML list of items, each with a headline and a text."),
+    output: Path = typer.Option(..., "--output", "-o", help="The MP4 to write."),
+    height: int = typer.Option(720, "--height", help="Frame height (16:9)."),
+    fps: float = typer.Option(25.0, "--fps"),
+    seed: int = typer.Option(0, "--seed"),
+    channel: str = typer.Option("NEWS", "--channel", help="The name in the lower third."),
+) -> None:
+    """A news bulletin: the persona reads each item at a studio desk, headline and ticker on screen."""
+    from generators.video import VideoInputError
+    from generators.video.news import load_script, news_video
+
+    settings = _settings()
+    p = _persona(settings, persona)
+    portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
+    if portrait is None:
+        _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    try:
+        items = load_script(script)
+        with out.status(f"{p.name} is reading the news ({len(items)} items)..."):
+            meta = news_video(portrait, items, lambda text: _speak(settings, p, text), output, height=height, fps=fps,
+                              seed=seed, channel=channel, cache_dir=settings.data_dir / "cache" / "faces")
+    except VideoInputError as exc:
+        _fail(str(exc))
+    out.print(f"{meta['path']}  {meta['width']}x{meta['height']}  {meta['items']} items  {meta['duration']:.1f} s",
+              markup=False, highlight=False)
