@@ -346,10 +346,12 @@ class PersonaManager:
         counts = await self.store.forget_user(st.db_id, uid)
         self.memory.forget(st.db_id, uid)
         for path in counts.pop("files", []):
-            try:
-                Path(path).unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("could not delete a forgotten person's file: %s", exc.strerror or exc)
+            # a clip's or song's thumbnail lies beside it (an /animate thumbnail shows their photo)
+            for f in {Path(path), Path(path).with_suffix(".jpg")}:
+                try:
+                    f.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("could not delete a forgotten person's file: %s", exc.strerror or exc)
         log.info("forgot %s:%s for %s: %s", platform, platform_user_id, persona_id, counts)
         return counts
 

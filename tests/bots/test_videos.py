@@ -92,3 +92,19 @@ async def test_video_goes_to_discord_as_an_mp4_attachment(fake, bots, store, emb
         await m.close()
     [f] = msg.files
     assert f.filename.endswith(".mp4") and len(f.data) > 10_000
+
+
+async def test_forget_deletes_the_clip_made_for_the_person_and_its_thumbnail(store, embedder, tmp_path):
+    from tests.persona.test_manager import msg
+
+    m, table, worker = await _manager(store, embedder, tmp_path)
+    try:
+        await m.handle(msg("/video hello you", mid="v1"))
+        assert await worker.run_one()
+        [job] = await table.list()
+        clip = Path(job.result["files"][0]["path"])
+        assert clip.is_file() and clip.with_suffix(".jpg").is_file()
+        await m.forget("mira", "telegram", "u1")
+        assert not clip.exists() and not clip.with_suffix(".jpg").exists()
+    finally:
+        await m.close()
