@@ -1,5 +1,6 @@
-"""Videos in chats: ``/video [text]`` (the character says it on camera, in its own voice)
-and ``/animate`` as a photo's caption (the painting or statue in it speaks)."""
+"""Videos in chats: ``/video [text]`` (the character says it on camera, in its own voice;
+``/video note [text]`` as a round video note where the platform has them) and
+``/animate`` as a photo's caption (the painting or statue in it speaks)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _profile_dict(profile) -> dict | None:
     return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(profile).items()}
 
 
-async def _submit(ask: Ask, portrait: str, text: str, caption: str, *, upload: str | None = None) -> Reply:
+async def _submit(ask: Ask, portrait: str, text: str, caption: str, *, upload: str | None = None,
+                  layout: str = "video") -> Reply:
     from generators.image.base import seed_for
 
     m, p = ask.manager, ask.persona
@@ -44,7 +46,7 @@ async def _submit(ask: Ask, portrait: str, text: str, caption: str, *, upload: s
     return await m.jobs.submit(
         persona_id=p.id, persona_db_id=ask.st.db_id, incoming=ask.incoming, msg=ask.msg, kind="video",
         params={"portrait": portrait, "text": text, "profile": _profile_dict(profile),
-                "language": (profile.language if profile else None) or p.language or "en", "layout": "video",
+                "language": (profile.language if profile else None) or p.language or "en", "layout": layout,
                 "seed": seed},
         caption=caption, text=text, seed=seed, upload=upload,
         failure={"failed": VIDEO_FAILED, "invalid": VIDEO_FAILED, "noface": NO_FACE, "unreadable": NO_FACE,
@@ -64,13 +66,15 @@ async def video(ask: Ask) -> Reply:
     portrait = next((str(x) for x in p.identity.portraits if Path(x).is_file()), None)
     if portrait is None:
         return await ask.say(VIDEO_NO_PORTRAIT)
-    text = ask.arg
+    text, layout = ask.arg, "video"
+    if text.lower() == "note" or text.lower().startswith("note "):
+        text, layout = text[4:].strip(), "note" if ask.msg.platform == "telegram" else "video"
     if not text:
         last = [h for h in await m.store.history(ask.incoming.conversation_id, 10, before_id=ask.incoming.message_id)
                 if h.role == "assistant" and h.text]
         text = last[-1].text if last else (p.render(p.greetings[0], ask.user_name) if p.greetings else f"Hi, I'm {p.name}!")
     caption = VIDEO_CAPTIONS[ask.incoming.message_id % len(VIDEO_CAPTIONS)]
-    return await _submit(ask, portrait, text[:600], caption)
+    return await _submit(ask, portrait, text[:600], caption, layout=layout)
 
 
 async def animate(ask: Ask) -> Reply:

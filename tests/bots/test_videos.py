@@ -108,3 +108,17 @@ async def test_forget_deletes_the_clip_made_for_the_person_and_its_thumbnail(sto
         assert not clip.exists() and not clip.with_suffix(".jpg").exists()
     finally:
         await m.close()
+
+
+async def test_video_note_arrives_on_telegram_as_a_round_video_message(tg, store, embedder, tmp_path):  # noqa: F811
+    m, table, worker = await _manager(store, embedder, tmp_path)
+    try:
+        async with running(tg, store, embedder, handler=m.handle) as bot:
+            tg.push_message(ZOE, "Zoe", "/video note good morning!", user_id=ZOE)
+            await tg.wait_for_sent(1, chat_id=ZOE)
+            assert await worker.run_one()
+            await OutboxSweeper(Outbox(store), [(bot.adapter, "mira")], jobs=table).sweep()
+            [note] = await tg.wait_for_sent(1, chat_id=ZOE, method="sendVideoNote")
+    finally:
+        await m.close()
+    assert note.result["video_note"]["length"] == 384 and "caption" not in note.fields
