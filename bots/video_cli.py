@@ -118,7 +118,9 @@ def smooth_command(
 @video_app.command("news")
 def news_command(
     persona: str = typer.Argument(..., help="The anchor (id or name)."),
-    script: Path = typer.Option(..., "--script", help="A YAML list of items, each with a headline and a text."),
+    script: Optional[Path] = typer.Option(None, "--script", help="A YAML list of items, each with a headline and a text."),
+    feed: Optional[str] = typer.Option(None, "--feed", help="An RSS or Atom feed (URL or file) to read instead: its "
+                                       "newest items, rewritten for the anchor by the text backend."),
     output: Path = typer.Option(..., "--output", "-o", help="The MP4 to write."),
     height: int = typer.Option(720, "--height", help="Frame height (16:9)."),
     fps: float = typer.Option(25.0, "--fps"),
@@ -134,8 +136,10 @@ def news_command(
     portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
     if portrait is None:
         _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    if (script is None) == (feed is None):
+        _fail("give --script FILE or --feed URL_OR_FILE")
     try:
-        items = load_script(script)
+        items = load_script(script) if script is not None else _from_feed(settings, p, feed)
         with out.status(f"{p.name} is reading the news ({len(items)} items)..."):
             meta = news_video(portrait, items, lambda text: _speak(settings, p, text), output, height=height, fps=fps,
                               seed=seed, channel=channel, cache_dir=settings.data_dir / "cache" / "faces")
@@ -143,3 +147,39 @@ def news_command(
         _fail(str(exc))
     out.print(f"{meta['path']}  {meta['width']}x{meta['height']}  {meta['items']} items  {meta['duration']:.1f} s",
               markup=False, highlight=False)
+
+
+def _from_feed(settings, p, feed: str):
+    """The feed's items; a model text backend rewrites each as the anchor would read it
+    (the lite backend reads the feed's own first sentences)."""
+    import asyncio
+
+    from generators.text import build_text_generator
+    from generators.text.base import ChatMessage, TextRequest
+    from generators.video.news import NewsItem, read_feed
+    from persona.prompt import system_prompt
+
+    items = read_feed(feed)
+    if settings.text_backend == "lite":
+        return items
+    text = build_text_generator(settings.text_backend, model=settings.text_model, base_url=settings.text_base_url,
+                                api_key=settings.text_api_key.get_secret_value() if settings.text_api_key else None,
+                                timeout=settings.text_timeout)
+
+    async def rewrite() -> list:
+        out = []
+        for it in items:
+            req = TextRequest(messages=(ChatMessage("system", system_prompt(p, "viewers", include_examples=False)),
+                                        ChatMessage("user", f"Read this news item on air in two or three short "
+                                                    f"sentences, in your voice, facts only.\nHeadline: {it.headline}"
+                                                    f"\n{it.text}")), max_tokens=160, temperature=0.5)
+            try:
+                said = (await text.generate(req)).strip()
+            except Exception as exc:  # noqa: BLE001 - the feed's own words are read instead
+                err.print(f"[yellow]note:[/yellow] the text backend failed ({escape(str(exc))}); reading the feed's words")
+                said = ""
+            out.append(NewsItem(it.headline, said or it.text))
+        await text.aclose()
+        return out
+
+    return asyncio.run(rewrite())

@@ -44,3 +44,33 @@ def test_a_script_that_is_not_a_list_of_items_is_refused_clearly(tmp_path):
         load_script(bad)
     res = vchar(tmp_path, "video", "news", "mira", "--script", str(bad), "-o", str(tmp_path / "n.mp4"), check=False)
     assert res.returncode == 1 and "needs a 'text'" in res.stderr
+
+
+def test_rss_and_atom_feeds_become_scripts_without_their_html(tmp_path):
+    from generators.video.news import read_feed
+
+    rss = tmp_path / "feed.xml"
+    rss.write_text("""<?xml version="1.0"?><rss version="2.0"><channel><title>City</title>
+<item><title>Lanterns tonight</title><description>&lt;p&gt;The festival starts at &lt;b&gt;six&lt;/b&gt;. Bring friends! More later.&lt;/p&gt;</description></item>
+<item><title>Rain</title><description>Light rain until Sunday.</description></item></channel></rss>""")
+    items = read_feed(str(rss))
+    assert [i.headline for i in items] == ["Lanterns tonight", "Rain"]
+    assert items[0].text == "The festival starts at six. Bring friends!"  # no HTML, the first two sentences
+    atom = tmp_path / "atom.xml"
+    atom.write_text("""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>x</title>
+<entry><title>Market</title><summary>Open late on Friday.</summary></entry></feed>""")
+    assert read_feed(str(atom))[0].text == "Open late on Friday."
+    (tmp_path / "junk.xml").write_text("not xml <<")
+    with pytest.raises(VideoInputError, match="not an RSS or Atom feed"):
+        read_feed(str(tmp_path / "junk.xml"))
+
+
+def test_vchar_video_news_reads_a_feed(tmp_path):
+    rss = tmp_path / "feed.xml"
+    rss.write_text("""<?xml version="1.0"?><rss version="2.0"><channel><title>City</title>
+<item><title>Lanterns tonight</title><description>The festival starts at six.</description></item>
+</channel></rss>""")
+    res = vchar(tmp_path, "video", "news", "mira", "--feed", str(rss), "--height", "240", "-o", str(tmp_path / "n.mp4"))
+    assert "1 items" in res.stdout and probe(tmp_path / "n.mp4").has_audio
+    both = vchar(tmp_path, "video", "news", "mira", "-o", str(tmp_path / "x.mp4"), check=False)
+    assert both.returncode == 1 and "--script FILE or --feed" in both.stderr
