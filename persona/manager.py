@@ -347,7 +347,7 @@ class PersonaManager:
         self.memory.forget(st.db_id, uid)
         for path in counts.pop("files", []):
             # a clip's or song's thumbnail lies beside it (an /animate thumbnail shows their photo)
-            for f in {Path(path), Path(path).with_suffix(".jpg")}:
+            for f in {Path(path), Path(path).with_name(Path(path).stem + ".thumb.jpg")}:
                 try:
                     f.unlink(missing_ok=True)
                 except OSError as exc:

@@ -45,7 +45,7 @@ async def _submit(ask: Ask, portrait: str, text: str, caption: str, *, upload: s
     seed = seed_for(p.identity.seed, f"video|{text}")
     return await m.jobs.submit(
         persona_id=p.id, persona_db_id=ask.st.db_id, incoming=ask.incoming, msg=ask.msg, kind="video",
-        params={"portrait": portrait, "text": text, "profile": _profile_dict(profile),
+        params={"portrait": portrait, "text": text, "profile": _profile_dict(profile), "person_photo": bool(upload),
                 "language": (profile.language if profile else None) or p.language or "en", "layout": layout,
                 "seed": seed},
         caption=caption, text=text, seed=seed, upload=upload,

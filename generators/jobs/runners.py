@@ -94,7 +94,9 @@ def music_runner(backend) -> Runner:
         except MusicError:
             raise
         await progress(0.97, "saving")
-        thumb = cover_thumbnail(request.cover, song.path.with_suffix(".jpg")) if request.cover else None
+        from generators.video.mp4 import thumb_path
+
+        thumb = cover_thumbnail(request.cover, thumb_path(song.path)) if request.cover else None
         return {"files": [{"kind": "audio", "path": str(song.path), "mime": song.mime, "duration": song.duration,
                            "title": song.title, "performer": song.artist, "thumbnail": thumb,
                            "generator": song.metadata.get("generator", backend.name), "seed": request.seed,
@@ -154,7 +156,7 @@ def video_runner(video, voice) -> Runner:
         try:
             meta = await asyncio.to_thread(video.make, portrait, audio, backend.sample_rate, size=size,
                                            fps=float(params.get("fps") or 25), seed=int(params.get("seed") or 0),
-                                           name=f"clip-{key}")
+                                           name=f"clip-{key}", cache=not params.get("person_photo"))
         except VideoInputError as exc:
             raise JobInputError(str(exc), "noface" if "face" in str(exc) else "unreadable") from exc
         except VideoError:

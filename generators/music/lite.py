@@ -67,10 +67,17 @@ class LiteMusic:
     async def agenerate(self, req: MusicRequest, *, stems_dir: Path | None = None, progress=None,
                         out_path: Path | None = None) -> Song:
         loop = asyncio.get_running_loop()
+        sent: list = []
 
         def report(fraction: float, stage: str) -> None:
-            if progress is not None:
-                asyncio.run_coroutine_threadsafe(progress(fraction, stage), loop)
+            """From the song's thread: progress to the job; a cancelled job stops the song here."""
+            if progress is None:
+                return
+            for fut in [f for f in sent if f.done()]:
+                sent.remove(fut)
+                if fut.exception() is not None:
+                    raise fut.exception()
+            sent.append(asyncio.run_coroutine_threadsafe(progress(fraction, stage), loop))
 
         return await asyncio.to_thread(self.generate, req, stems_dir=stems_dir, progress=report, out_path=out_path)
 

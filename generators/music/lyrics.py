@@ -25,7 +25,8 @@ _VOWELS = "aeiouy"
 
 MAX_LINES = 8  # per section
 MAX_SECTIONS = 8
-MAX_LINE_SYLLABLES = 24
+MAX_LINE_SYLLABLES = 28  # longer is cut
+PHRASE_SYLLABLES = 14  # what a two-bar phrase sings on its eighths; a longer line becomes two phrases
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ def parse_lyrics(text: str, title: str = "") -> Lyrics:
             sections.append(Section("chorus" if i % 2 == 1 else "verse", [parse_line(x) for x in b]))
     sections = [s for s in sections if any(line.syllables for line in s.lines)]
     for s in sections:
-        s.lines = [line for line in s.lines if line.syllables]
+        s.lines = [part for line in s.lines if line.syllables for part in _phrases(line)]
         if len(s.lines) > MAX_LINES:
             notes.append(f"a {s.kind} had {len(s.lines)} lines; I sang the first {MAX_LINES}")
             s.lines = s.lines[:MAX_LINES]
@@ -167,6 +168,20 @@ def parse_lyrics(text: str, title: str = "") -> Lyrics:
         notes.append(f"the lyrics had {len(sections)} sections; I sang {MAX_SECTIONS}")
         sections = sections[:MAX_SECTIONS]
     return Lyrics(title or _title_from(sections), sections, notes)
+
+
+def _phrases(line: Line) -> list[Line]:
+    """A line longer than a phrase, split in two at the word boundary nearest its middle."""
+    syl = line.syllables
+    if len(syl) <= PHRASE_SYLLABLES:
+        return [line]
+    ends = [i + 1 for i, s in enumerate(syl[:-1]) if s.word_end]
+    cut = min(ends, key=lambda i: abs(i - len(syl) / 2)) if ends else len(syl) // 2
+    words = line.text.split()
+    n_words = sum(1 for s in syl[:cut] if s.word_end)
+    first = Line(" ".join(words[:n_words]), syl[:cut])
+    second = Line(" ".join(words[n_words:]), syl[cut:])
+    return _phrases(first) + _phrases(second)
 
 
 def _title_from(sections: list[Section]) -> str:

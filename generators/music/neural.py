@@ -69,13 +69,12 @@ class _Batch:
             lead = not self._leader
             if lead:
                 self._leader = True
-        if lead:
+        while lead:  # the leader runs batches until nobody is left waiting
             deadline = time.monotonic() + self.window
             with self._cv:
                 while len(self._waiting) < self.size and time.monotonic() < deadline:
                     self._cv.wait(max(0.0, deadline - time.monotonic()))
                 batch, self._waiting = self._waiting[: self.size], self._waiting[self.size:]
-                self._leader = False
             try:
                 for it, out in zip(batch, self.run(batch)):
                     it["result"] = out
@@ -85,6 +84,9 @@ class _Batch:
             finally:
                 for it in batch:
                     it["done"].set()
+            with self._cv:
+                if not self._waiting:
+                    self._leader = lead = False
         item["done"].wait()
         if "error" in item:
             raise item["error"]
@@ -285,7 +287,8 @@ class StableAudioMusic(LiteMusic):
         prompt = f"{style.name}, {style.description}, {key.name}, {score.tempo:.0f} BPM, instrumental"
         sr = int(getattr(pipe.vae.config, "sampling_rate", 44100))
         hop = int(getattr(pipe.vae, "hop_length", 2048))
-        longest = pipe.transformer.config.sample_size * hop / sr  # what the checkpoint can make in one go
+        sample_size = getattr(pipe.transformer.config, "sample_size", None)  # Stable Audio 3 has none
+        longest = sample_size * hop / sr if sample_size else self.max_duration  # what one call can make
         seconds = min(length, self.max_duration, longest)
         steps = self.steps
 

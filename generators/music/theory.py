@@ -61,7 +61,7 @@ def parse_key(text: str | None) -> tuple[Key | None, str | None]:
         guess = Key(NOTE_NAMES.index(letter.group(0).upper()), "minor" if re.search(r"min|\bm\b", t, re.I) else "major") \
             if letter else Key(0, "major")
         return guess, f"I didn't know the key {text!r}, so I used {guess.name}"
-    name = m.group(1).upper() + m.group(2)
+    name = m.group(1).upper() + m.group(2).lower()  # "EB" and "Eb" alike
     name = _FLATS.get(name, name)
     mode = "minor" if m.group(3) and m.group(3).lower().startswith("m") and m.group(3).lower() not in ("maj", "major") \
         else "major"

@@ -26,9 +26,6 @@ from generators.video import face as fm
 
 log = logging.getLogger(__name__)
 
-MOUTH = "mouth"
-
-
 @dataclass(frozen=True)
 class Motion:
     opening: np.ndarray  # (frames,) 0..1
@@ -66,10 +63,9 @@ def motion(frames: int, fps: float, audio: np.ndarray, sr: int, seed: int) -> Mo
     rng = np.random.default_rng(seed)
     t = np.arange(frames) / fps
     blink = np.zeros(frames)
-    at = rng.uniform(0.6, 2.0)
-    while at < t[-1] if frames else False:
-        dur = 0.16
-        blink = np.maximum(blink, np.clip(1 - np.abs(t - at) / (dur / 2), 0, 1))
+    at = rng.uniform(0.6, 2.0)  # blinks of 0.16 s every 2.5 to 5 s
+    while frames and at < t[-1]:
+        blink = np.maximum(blink, np.clip(1 - np.abs(t - at) / 0.08, 0, 1))
         at += rng.uniform(2.5, 5.0)
 
     def wander(amount: float) -> np.ndarray:
@@ -128,7 +124,7 @@ class LiteHead:
     def _falloff(self) -> np.ndarray:
         """How much each landmark follows the jaw: 1 at the chin and lower lip, fading up the cheeks."""
         p = self.points
-        chin, lip = p[152], p[14]
+        chin = p[152]
         w = np.zeros(len(p))
         below = p[:, 1] > p[13, 1]  # under the upper lip
         d = np.linalg.norm(p - chin, axis=1) / max(self.mouth_h, 1.0)
@@ -137,7 +133,6 @@ class LiteHead:
             w[i] = 1.0
         for i in (61, 291, 78, 308):  # the corners move half way
             w[i] = 0.5
-        del lip
         return w
 
     def displacement(self, opening: float, blink: float) -> np.ndarray:
@@ -215,7 +210,7 @@ def say_video(portrait: str | Path, audio: np.ndarray, sr: int, out: str | Path,
     """An MP4 of the portrait speaking ``audio``; returns its metadata."""
     from PIL import Image
 
-    from generators.video.mp4 import thumbnail, write_mp4
+    from generators.video.mp4 import thumb_path, thumbnail, write_mp4
     from generators.voice.finishing import resample
 
     try:
@@ -235,7 +230,7 @@ def say_video(portrait: str | Path, audio: np.ndarray, sr: int, out: str | Path,
             yield f
 
     path = write_mp4(out, keep_first(), fps, audio=resample(audio, sr, 48000), sample_rate=48000)
-    thumb = thumbnail(first[0], Path(out).with_suffix(".jpg"))
+    thumb = thumbnail(first[0], thumb_path(out))
     return {"path": str(path), "thumbnail": str(thumb), "frames": n, "fps": fps, "width": size, "height": size,
             "duration": n / fps, "faces_found": head.faces_found, "seconds": time.perf_counter() - t0,
             "generator": "vchar-lite-head", "seed": seed}
@@ -251,10 +246,11 @@ class LiteVideo:
         self.cache_dir = Path(cache_dir) if cache_dir else self.out_dir / "faces"
 
     def make(self, portrait: str | Path, audio: np.ndarray, sr: int, *, size: int = 512, fps: float = 25,
-             seed: int = 0, name: str = "clip") -> dict:
+             seed: int = 0, name: str = "clip", cache: bool = True) -> dict:
+        """``cache``: keep the face's landmarks for next time (not for a person's own photo)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return say_video(portrait, audio, sr, self.out_dir / f"{name}.mp4", size=size, fps=fps, seed=seed,
-                         cache_dir=self.cache_dir)
+                         cache_dir=self.cache_dir if cache else None)
 
     async def aclose(self) -> None:
         """Nothing held open."""

@@ -37,39 +37,43 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, aud
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        v = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-        v.pix_fmt = "yuv420p"
-        a = None
-        if audio is not None:
-            a = out.add_stream("aac", rate=sample_rate, layout="mono")
-            a.bit_rate = 96000
-        first = True
-        for img in frames:
-            if first:
-                h, w = img.shape[:2]
-                if w % 2 or h % 2:
-                    raise VideoInputError(f"frames must have an even size for H.264, got {w}x{h}")
-                v.width, v.height = w, h
-                first = False
-            for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                out.mux(p)
-        if first:
-            raise VideoInputError("no frames to write")
-        for p in v.encode(None):
-            out.mux(p)
-        if a is not None:
-            pcm = np.clip(np.asarray(audio, np.float32), -1, 1)
-            step = 1024
-            for i in range(0, len(pcm), step):
-                fr = av.AudioFrame.from_ndarray(pcm[None, i: i + step], format="flt", layout="mono")
-                fr.sample_rate = sample_rate
-                fr.pts = i
-                fr.time_base = Fraction(1, sample_rate)
-                for p in a.encode(fr):
+    try:
+        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            v = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            v.pix_fmt = "yuv420p"
+            a = None
+            if audio is not None:
+                a = out.add_stream("aac", rate=sample_rate, layout="mono")
+                a.bit_rate = 96000
+            first = True
+            for img in frames:
+                if first:
+                    h, w = img.shape[:2]
+                    if w % 2 or h % 2:
+                        raise VideoInputError(f"frames must have an even size for H.264, got {w}x{h}")
+                    v.width, v.height = w, h
+                    first = False
+                for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                     out.mux(p)
-            for p in a.encode(None):
+            if first:
+                raise VideoInputError("no frames to write")
+            for p in v.encode(None):
                 out.mux(p)
+            if a is not None:
+                pcm = np.clip(np.asarray(audio, np.float32), -1, 1)
+                step = 1024
+                for i in range(0, len(pcm), step):
+                    fr = av.AudioFrame.from_ndarray(pcm[None, i: i + step], format="flt", layout="mono")
+                    fr.sample_rate = sample_rate
+                    fr.pts = i
+                    fr.time_base = Fraction(1, sample_rate)
+                    for p in a.encode(fr):
+                        out.mux(p)
+                for p in a.encode(None):
+                    out.mux(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
     tmp.replace(path)
     return path
 
@@ -125,6 +129,12 @@ def probe(path: str | Path) -> Probe:
         duration = float(s.duration * s.time_base) if s.duration and s.time_base else frames / max(fps, 1e-9)
         return Probe(s.codec_context.width, s.codec_context.height, fps, frames, duration, bool(c.streams.audio),
                      s.codec_context.name)
+
+
+def thumb_path(media: str | Path) -> Path:
+    """Where a clip's or song's thumbnail lies: beside it, never over a file of the same stem."""
+    media = Path(media)
+    return media.with_name(media.stem + ".thumb.jpg")
 
 
 def thumbnail(frame: np.ndarray, path: str | Path, size: int = 320) -> Path:

@@ -94,7 +94,7 @@ def news_video(portrait: str | Path, items: list[NewsItem], speak: Callable[[str
     from PIL import Image
 
     from generators.video.lite import LiteHead
-    from generators.video.mp4 import thumbnail, write_mp4
+    from generators.video.mp4 import thumb_path, thumbnail, write_mp4
     from generators.voice.finishing import resample
 
     if not items:
@@ -166,7 +166,7 @@ def news_video(portrait: str | Path, items: list[NewsItem], speak: Callable[[str
 
     path = write_mp4(out, keep(frames()), fps, audio=np.concatenate(sound), sample_rate=sr_out)
     t_frame = state["t"]
-    thumb = thumbnail(first[0], Path(out).with_suffix(".jpg"))
+    thumb = thumbnail(first[0], thumb_path(out))
     return {"path": str(path), "thumbnail": str(thumb), "frames": t_frame, "fps": fps, "width": width, "height": height,
             "duration": t_frame / fps, "items": len(items), "generator": "vchar-lite-news", "seed": seed}
 

@@ -8,6 +8,7 @@ talking head's output and on any clip (`vchar video smooth IN OUT --fps 60`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -54,7 +55,7 @@ def smooth(frames: Iterable[np.ndarray], fps: float, target_fps: float) -> tuple
     whole number of them. Returns the frames and the frame rate they play at."""
     import cv2
 
-    steps = max(1, int(round(target_fps / fps)))
+    steps = max(2, int(math.ceil(target_fps / fps - 1e-9))) if target_fps > fps else 1
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
     def run() -> Iterator[np.ndarray]:

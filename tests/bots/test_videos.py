@@ -103,9 +103,10 @@ async def test_forget_deletes_the_clip_made_for_the_person_and_its_thumbnail(sto
         assert await worker.run_one()
         [job] = await table.list()
         clip = Path(job.result["files"][0]["path"])
-        assert clip.is_file() and clip.with_suffix(".jpg").is_file()
+        thumb = clip.with_name(clip.stem + ".thumb.jpg")
+        assert clip.is_file() and thumb.is_file()
         await m.forget("mira", "telegram", "u1")
-        assert not clip.exists() and not clip.with_suffix(".jpg").exists()
+        assert not clip.exists() and not thumb.exists()
     finally:
         await m.close()
 
@@ -122,3 +123,19 @@ async def test_video_note_arrives_on_telegram_as_a_round_video_message(tg, store
     finally:
         await m.close()
     assert note.result["video_note"]["length"] == 384 and "caption" not in note.fields
+
+
+async def test_animate_makes_the_photo_speak_and_keeps_no_landmarks_of_it(tg, store, embedder, tmp_path):  # noqa: F811
+    m, table, worker = await _manager(store, embedder, tmp_path)
+    try:
+        async with running(tg, store, embedder, handler=m.handle) as bot:
+            tg.push_photo(ZOE, "Zoe", Path(f"{SAMPLES}/media/mira-portrait.png").read_bytes(), caption="/animate hi!",
+                          user_id=ZOE)
+            await tg.wait_for_sent(1, chat_id=ZOE)
+            assert await worker.run_one()
+            await OutboxSweeper(Outbox(store), [(bot.adapter, "mira")], jobs=table).sweep()
+            await tg.wait_for_sent(1, chat_id=ZOE, method="sendVideo")
+    finally:
+        await m.close()
+    faces = tmp_path / "video" / "faces"
+    assert not faces.exists() or not list(faces.iterdir())  # a person's photo leaves no face data behind

@@ -77,7 +77,7 @@ def test_lyrics_longer_than_the_song_are_trimmed_to_the_form_and_say_so():
     long = "\n".join(f"[verse]\n{'la ' * 30}\n{'da ' * 8}\n[chorus]\nsing it now\nsing it loud" for _ in range(12))
     lyr = parse_lyrics(long)
     assert any("sections" in n for n in lyr.notes)
-    assert all(len(line.syllables) <= 24 for sec in lyr.sections for line in sec.lines)
+    assert all(len(line.syllables) <= 14 for sec in lyr.sections for line in sec.lines)  # a phrase each
     score = compose(lyr, STYLES["rock"], Key(7, "major"), 124, 20.0, seed=1)
     assert score.notes and "longer than the song" in score.notes[0]
     assert any(p.name == "chorus" for p in score.parts)  # a short song still gets to its chorus
@@ -88,3 +88,13 @@ def test_template_lyrics_rhyme_and_name_the_topic():
     assert lyr.title == "The Rain"
     text = lyr.text.lower()
     assert "the rain" in text and "[chorus]" in text and "song about" not in text
+
+
+def test_a_line_longer_than_a_phrase_is_sung_as_two_phrases_with_every_syllable_on_its_own_note():
+    lyr = parse_lyrics("[verse]\nI have been walking all the way from the river to the market tonight with you\n")
+    lines = lyr.sections[0].lines
+    assert len(lines) == 2 and all(len(line.syllables) <= 14 for line in lines)
+    assert " ".join(line.text for line in lines).startswith("I have been walking")
+    score = compose(lyr, STYLES["pop"], Key(0, "major"), 100, 20.0, seed=2)
+    starts = [n.start for n in score.vocal]
+    assert len(starts) == len(set(starts)) == sum(len(line.syllables) for line in lines)

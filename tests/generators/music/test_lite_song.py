@@ -94,3 +94,17 @@ def test_bad_requests_are_changed_to_what_can_be_sung_and_named(music, tmp_path)
         music.generate(MusicRequest(topic="x", instrumental=True), out_path=tmp_path / "s.flac")
     with pytest.raises(MusicInputError):
         music.generate(MusicRequest(lyrics="[verse]\n...\n", instrumental=True), out_path=tmp_path / "e.wav")
+
+
+async def test_a_cancelled_song_stops_in_its_own_thread(music):
+    from generators.jobs import JobCancelled
+
+    stages = []
+
+    async def progress(fraction, stage):
+        stages.append(stage)
+        raise JobCancelled("the person cancelled it")
+
+    with pytest.raises(JobCancelled):
+        await music.agenerate(MusicRequest(topic="x", duration=9, instrumental=True, seed=9), progress=progress)
+    assert "mixing" not in stages  # stopped at the next stage, not made to the end

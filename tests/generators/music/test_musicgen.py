@@ -100,3 +100,14 @@ def test_songs_made_at_the_same_time_share_one_musicgen_batch(checkpoints, tmp_p
     assert "2 songs' backings in one batch" in caplog.text
     assert all(s.metadata["generator"] == "musicgen:small" for s in songs)
     assert songs[0].path != songs[1].path and all(s.path.stat().st_size > 10_000 for s in songs)
+
+
+def test_more_songs_than_a_batch_all_finish(checkpoints, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    music = build_music_backend("musicgen", model=str(checkpoints[0]), device="cpu", out_dir=tmp_path, batch=2)
+    music.batch.window = 0.5
+    requests = [MusicRequest(topic=f"t{i}", duration=8, seed=i, instrumental=True) for i in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        songs = list(pool.map(music.generate, requests, timeout=300))
+    assert len({s.path for s in songs}) == 3

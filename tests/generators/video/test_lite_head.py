@@ -60,4 +60,4 @@ def test_vchar_video_say_has_mira_speak_in_her_own_voice(tmp_path):
                 "-o", str(tmp_path / "hi.mp4"))
     p = probe(tmp_path / "hi.mp4")
     assert p.has_audio and p.width == 256 and p.duration > 1.0 and "256x256" in res.stdout
-    assert (tmp_path / "hi.jpg").is_file()
+    assert (tmp_path / "hi.thumb.jpg").is_file()

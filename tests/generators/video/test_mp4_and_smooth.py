@@ -68,3 +68,11 @@ def test_smooth_doubles_the_frame_rate_and_vchar_video_smooth_keeps_the_sound(tm
     assert p.fps == 24 and p.frames == 23 and p.has_audio and "24 fps" in res.stdout
     bad = vchar(tmp_path, "video", "smooth", str(tmp_path / "missing.mp4"), str(tmp_path / "x.mp4"), check=False)
     assert bad.returncode == 1 and "cannot read" in bad.stderr
+
+
+def test_smoothing_to_a_rate_that_is_not_a_multiple_still_raises_it_and_a_failed_write_leaves_nothing(tmp_path):
+    frames, fps = smooth([_square(10 + 4 * i) for i in range(3)], 25, 30)
+    assert fps == 50 and len(list(frames)) == 5
+    with pytest.raises(VideoInputError):
+        write_mp4(tmp_path / "odd.mp4", [np.zeros((95, 96, 3), np.uint8)], 25)
+    assert not list(tmp_path.iterdir())  # no half-written temp file
