@@ -35,9 +35,7 @@ def say_command(
 
     settings = _settings()
     p = _persona(settings, persona)
-    portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
-    if portrait is None:
-        _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    portrait = _portrait(p)
     if audio is not None:
         from generators.voice.profile import SampleError, load_audio
 
@@ -68,6 +66,14 @@ def say_command(
                       warn=lambda t: err.print(f"[yellow]warning:[/yellow] {escape(t)}"))
     out.print(f"{meta['path']}  {meta['width']}x{meta['height']}  {meta['fps']:g} fps  {meta['duration']:.1f} s  "
               f"({meta['frames'] / meta['seconds']:.0f} frames a second to make)", markup=False, highlight=False)
+
+
+def _portrait(p) -> str:
+    """The persona's reference portrait, or a clear error naming the command that sets one."""
+    portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
+    if portrait is None:
+        _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    return portrait
 
 
 def _speak(settings, p, text: str):
@@ -133,9 +139,7 @@ def news_command(
 
     settings = _settings()
     p = _persona(settings, persona)
-    portrait = next((x for x in p.identity.portraits if Path(x).is_file()), None)
-    if portrait is None:
-        _fail(f"{p.name} has no face yet: vchar persona portrait {p.id} --from PHOTO (or --generate 4)")
+    portrait = _portrait(p)
     if (script is None) == (feed is None):
         _fail("give --script FILE or --feed URL_OR_FILE")
     try:

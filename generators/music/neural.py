@@ -50,6 +50,17 @@ def _fit(y: np.ndarray, sr: int, length: float) -> np.ndarray:
     return out
 
 
+def _load_or_say(backend, notes: list[str]):
+    """The backend's model, or None after logging why it cannot load (with the setting to
+    change) and noting for the person that this song is the lite version."""
+    try:
+        return backend.load()
+    except MusicError as exc:
+        log.error("%s; this song is made by the lite tier", exc)
+        notes.append(f"my studio's {backend.model_name} could not be used, so this is the simple version")
+        return None
+
+
 class _Batch:
     """Concurrent ``generate`` calls (songs made in several worker threads at once) run as
     one batch: the first caller waits ``window`` seconds for others, then generates for all.
@@ -166,12 +177,10 @@ class MusicGenMusic(LiteMusic):
         return [a.float().mean(dim=0).cpu().numpy() for a in audio]
 
     def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
-        try:
-            model, processor = self.load()
-        except MusicError as exc:
-            log.error("%s; this song is made by the lite tier", exc)
-            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
-            return super().backing(score, length, req, notes, say)
+        loaded = _load_or_say(self, notes)
+        if loaded is None:
+            return LiteMusic.backing(self, score, length, req, notes, say)
+        model, processor = loaded
         import torch
         from transformers.generation.streamers import BaseStreamer
 
@@ -275,12 +284,10 @@ class StableAudioMusic(LiteMusic):
             return pipe
 
     def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
-        try:
-            pipe = self.load()
-        except MusicError as exc:
-            log.error("%s; this song is made by the lite tier", exc)
-            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
-            return super().backing(score, length, req, notes, say)
+        loaded = _load_or_say(self, notes)
+        if loaded is None:
+            return LiteMusic.backing(self, score, length, req, notes, say)
+        pipe = loaded
         import torch
 
         style, key = score.style, score.key
@@ -332,12 +339,10 @@ class AceStepMusic(StableAudioMusic):
         self.description = f"ace-step: {self.model_name} backing (MIT), the lite singer"
 
     def backing(self, score, length: float, req: MusicRequest, notes: list[str], say) -> tuple[dict, str]:
-        try:
-            pipe = self.load()
-        except MusicError as exc:
-            log.error("%s; this song is made by the lite tier", exc)
-            notes.append(f"my studio's {self.model_name} could not be used, so this is the simple version")
+        loaded = _load_or_say(self, notes)
+        if loaded is None:
             return LiteMusic.backing(self, score, length, req, notes, say)
+        pipe = loaded
         import torch
 
         style, key = score.style, score.key
