@@ -282,12 +282,13 @@ class Doctor:
         """The lite songs: FluidSynth's library and a General MIDI SoundFont."""
         s = self.settings
         assert s is not None
+        from generators.music.render import SynthUnavailable, load_fluidsynth, soundfont_path
+
         try:
-            import fluidsynth  # noqa: F401 - loads libfluidsynth
+            load_fluidsynth()  # loads libfluidsynth
         except (ImportError, OSError) as exc:
             self.add("fluidsynth", "warn", f"not loadable ({exc}): songs are off", SYSTEM_DEPS)
             return
-        from generators.music.render import SynthUnavailable, soundfont_path
 
         try:
             sf = soundfont_path(s.music_soundfont)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import pretty_midi
-
 from generators.music.lyrics import Line, Lyrics, Syllable
+from generators.music.render import load_pretty_midi
 from generators.music.theory import GROOVES, Key, Style
+
+pretty_midi = load_pretty_midi()
 
 SLOTS_PER_BAR = 8  # the vocal's grid: eighth notes
 BARS_PER_LINE = 2

@@ -31,8 +31,7 @@ def soundfont_path(configured: str | Path | None = None) -> Path:
     for p in SOUNDFONTS:
         if Path(p).is_file():
             return Path(p)
-    import pretty_midi
-
+    pretty_midi = load_pretty_midi()
     bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
     if bundled.is_file():
         return bundled
@@ -40,12 +39,36 @@ def soundfont_path(configured: str | Path | None = None) -> Path:
                            "(or scripts/system-deps.sh), or set VCHAR_MUSIC_SOUNDFONT")
 
 
+def load_fluidsynth():
+    """The ``fluidsynth`` module. pyfluidsynth prints where it found the library when the
+    environment has ``CI`` set; that line would land in a piped chat's stdout, so the import
+    sends it to stderr instead. Raises ImportError or OSError where it cannot load."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        import fluidsynth
+    return fluidsynth
+
+
+def load_pretty_midi():
+    """``pretty_midi``, which imports pyfluidsynth itself when it can: that import goes
+    through :func:`load_fluidsynth` first so it prints nothing on stdout."""
+    try:
+        load_fluidsynth()
+    except (ImportError, OSError):
+        pass  # pretty_midi works without it; rendering then says what is missing
+    import pretty_midi
+
+    return pretty_midi
+
+
 def _new_synth(soundfont: str | Path | None = None):
     """A FluidSynth instance with the SoundFont loaded (about 0.15 s: its samples load
     lazily). One per song: FluidSynth dithers its 16-bit output from a running index, so
     a synth that rendered something before renders the same events differently."""
     try:
-        import fluidsynth
+        fluidsynth = load_fluidsynth()
     except (ImportError, OSError) as exc:
         raise SynthUnavailable(f"the lite music needs FluidSynth: apt-get install libfluidsynth3 "
                                f"(or scripts/system-deps.sh) and pip install pyfluidsynth ({exc})") from exc
