@@ -9,7 +9,8 @@ frames per second rendered and encoded at SIZE x SIZE (target >= 50: twice real 
 mediapipe's face mesh on every output frame: the mouth opening's correlation with the
 speech's loudness envelope at the best lag within 80 ms (target >= 0.6), the share of
 frames where the face was found, and the jitter of the fixed points (forehead, nose
-bridge) from frame to frame, in pixels (the head's seeded motion included).
+bridge) from frame to frame, in pixels (the head's seeded motion included); and the mouth
+width's correlation with the speech's second formant (the visemes' spread and rounding).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def lip_sync(path: Path, audio: np.ndarray, sr: int) -> dict:
     from generators.video.mp4 import read_frames
 
     frames, fps = read_frames(path)
-    opening, fixed, found = [], [], 0
+    opening, widths, fixed, found = [], [], [], 0
     for f in frames:
         faces = fm.landmarks(f)
         if faces:
@@ -44,9 +45,11 @@ def lip_sync(path: Path, audio: np.ndarray, sr: int) -> dict:
             found += 1
             scale = np.linalg.norm(p[152] - p[1])
             opening.append(float(np.linalg.norm(p[14] - p[13]) / scale))
+            widths.append(float(np.linalg.norm(p[291] - p[61]) / np.linalg.norm(p[454] - p[234])))
             fixed.append(p[list(fm.FIXED)])
         else:
             opening.append(np.nan)
+            widths.append(np.nan)
     o = np.array(opening)
     n = len(o)
     rms = np.array([np.sqrt(np.mean(audio[int(i * sr / fps): int((i + 1) * sr / fps)] ** 2) + 1e-12) for i in range(n)])
@@ -59,8 +62,14 @@ def lip_sync(path: Path, audio: np.ndarray, sr: int) -> dict:
         m = ok[max(0, lag): n + min(0, lag)]
         if m.sum() > 10:
             best = max(best, float(np.corrcoef(a[m], b[m])[0, 1]))
+    from generators.video.lite import formants
+
+    _, f2 = formants(audio, sr, fps, n)
+    w = np.array(widths)
+    both = ~np.isnan(f2) & ~np.isnan(w)
+    width_r = float(np.corrcoef(w[both], f2[both])[0, 1]) if both.sum() > 10 else float("nan")
     jit = np.mean([np.linalg.norm(b - a, axis=1).mean() for a, b in zip(fixed, fixed[1:])]) if len(fixed) > 1 else 0
-    return {"corr": best, "found": found / max(1, n), "jitter": float(jit), "frames": n}
+    return {"corr": best, "found": found / max(1, n), "jitter": float(jit), "frames": n, "width_r": width_r}
 
 
 def main(args) -> None:
@@ -102,6 +111,8 @@ def main(args) -> None:
     m = lip_sync(tmp / "say.mp4", audio, sr)
     print(f"  lip sync (mediapipe on the output): mouth opening vs loudness, best lag within 80 ms: r = {m['corr']:.2f} "
           f"(target >= 0.6); face found on {m['found']:.0%} of frames; fixed-point jitter {m['jitter']:.2f} px a frame")
+    print(f"  visemes: mouth width (mediapipe) vs the speech's second formant (linear prediction), same frame: "
+          f"r = {m['width_r']:.2f} (spread for \"ee\", rounded for \"oo\")")
 
 
 if __name__ == "__main__":

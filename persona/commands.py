@@ -155,7 +155,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("song", "A song (if this host has it set up)", "a short song I write for you", "style", "What kind of song",
             rate="media", unavailable="I'd love to make you a song, but my music studio isn't set up here yet.",
             handler=songs.song, needs="music"),
-    Command("video", "A video (if this host has it set up)", "a short video of me talking (/video note: a round one)",
+    Command("video", "A video (if this host has it set up)", "a short video of me talking (/video note: a round one, /video selfie: upright)",
             "text",
             "What the video is about", rate="media",
             unavailable="Videos aren't set up on this server yet, sorry! Words will have to do.",

@@ -137,7 +137,7 @@ class MediaJobs:
             return
         records = [
             {"kind": f["kind"], "path": f["path"], "mime": f.get("mime"), "duration": f.get("duration"),
-             "caption": r.get("caption") if i == 0 else None,
+             "caption": _caption(r.get("caption"), f.get("note")) if i == 0 else None,
              **{k: f[k] for k in ("title", "performer", "thumbnail", "width", "height") if f.get(k)}}
             for i, f in enumerate(files)
         ]
@@ -173,6 +173,13 @@ class MediaJobs:
         up = (payload.get("reply") or {}).get("upload")
         if up:
             Path(up).unlink(missing_ok=True)
+
+
+def _caption(caption: str | None, note: str | None) -> str | None:
+    """The caption chosen when the request came in, and what the job found worth saying."""
+    if not note:
+        return caption
+    return f"{caption}\n{note}" if caption else note
 
 
 def _sha256(path: str) -> str:

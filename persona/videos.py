@@ -1,5 +1,6 @@
 """Videos in chats: ``/video [text]`` (the character says it on camera, in its own voice;
-``/video note [text]`` as a round video note where the platform has them) and
+``/video note [text]`` as a round video note where the platform has them, ``/video selfie
+[text]`` upright 9:16 as a phone films itself) and
 ``/animate`` as a photo's caption (the painting or statue in it speaks)."""
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ async def video(ask: Ask) -> Reply:
     if portrait is None:
         return await ask.say(VIDEO_NO_PORTRAIT)
     text, layout = ask.arg, "video"
-    if text.lower() == "note" or text.lower().startswith("note "):
+    first = text.split(maxsplit=1)[0].lower() if text.split() else ""
+    if first == "note":  # a round video note where the platform has them
         text, layout = text[4:].strip(), "note" if ask.msg.platform == "telegram" else "video"
+    elif first in ("selfie", "vertical"):  # 9:16, as a phone films itself
+        text, layout = text[len(first):].strip(), "selfie"
     if not text:
         last = [h for h in await m.store.history(ask.incoming.conversation_id, 10, before_id=ask.incoming.message_id)
                 if h.role == "assistant" and h.text]

@@ -151,18 +151,23 @@ def video_runner(video, voice) -> Runner:
         audio = await asyncio.to_thread(backend.synthesize, text, profile, language=params.get("language") or "en")
         await progress(0.4, "filming")
         layout = params.get("layout") or "video"
+        frame = {"video": "square", "square": "square", "selfie": "selfie", "note": "note"}.get(layout)
+        if frame is None:
+            raise JobInputError(f"unknown video layout {layout!r}")
         size = int(params.get("size") or (384 if layout == "note" else 512))
         key = hashlib.sha256(f"{portrait}|{text}|{layout}|{size}|{params.get('seed')}".encode()).hexdigest()[:20]
         try:
             meta = await asyncio.to_thread(video.make, portrait, audio, backend.sample_rate, size=size,
                                            fps=float(params.get("fps") or 25), seed=int(params.get("seed") or 0),
-                                           name=f"clip-{key}", cache=not params.get("person_photo"))
+                                           name=f"clip-{key}", cache=not params.get("person_photo"), layout=frame)
         except VideoInputError as exc:
             raise JobInputError(str(exc), "noface" if "face" in str(exc) else "unreadable") from exc
         except VideoError:
             raise
         await progress(0.95, "saving")
-        return {"files": [{"kind": "video_note" if layout == "note" else "video", "path": meta["path"],
+        faces = int(meta.get("faces_found") or 1)
+        note = f"({faces} faces in that picture: the biggest one did the talking.)" if faces > 1 else None
+        return {"files": [{"kind": "video_note" if layout == "note" else "video", "path": meta["path"], "note": note,
                            "mime": "video/mp4", "duration": meta["duration"], "width": meta["width"],
                            "height": meta["height"], "thumbnail": meta["thumbnail"], "generator": meta["generator"],
                            "seed": meta["seed"], "metadata": {"text": text, "fps": meta["fps"],

@@ -41,13 +41,18 @@ def soundfont_path(configured: str | Path | None = None) -> Path:
 
 def load_fluidsynth():
     """The ``fluidsynth`` module. pyfluidsynth prints where it found the library when the
-    environment has ``CI`` set; that line would land in a piped chat's stdout, so the import
-    sends it to stderr instead. Raises ImportError or OSError where it cannot load."""
+    environment has ``CI`` set; that line would land in a piped chat's stdout (or break a
+    log's one line per record), so the import's print goes to the debug log instead.
+    Raises ImportError or OSError where it cannot load."""
     import contextlib
-    import sys
+    import io
+    import logging
 
-    with contextlib.redirect_stdout(sys.stderr):
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
         import fluidsynth
+    if said.getvalue().strip():
+        logging.getLogger(__name__).debug("pyfluidsynth: %s", said.getvalue().strip())
     return fluidsynth
 
 

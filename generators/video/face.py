@@ -41,6 +41,7 @@ class Face:
     points: np.ndarray  # (478, 2) pixel coordinates in the portrait
     faces_found: int
     size: tuple[int, int]  # (width, height) of the picture
+    yaw: float = 0.0  # degrees the head is turned from the camera (either way)
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -69,8 +70,16 @@ def _quiet_stderr():
             os.close(fd)
 
 
-def landmarks(image: np.ndarray) -> list[np.ndarray]:
-    """Every face's 478 landmarks in pixels (largest first) of an RGB uint8 image."""
+def yaw_of(points3d: np.ndarray) -> float:
+    """How far a face is turned, in degrees (0: facing the camera), from its mesh's depth:
+    the angle of the line between the cheek edges (234, 454) out of the picture's plane."""
+    v = points3d[454] - points3d[234]
+    return abs(float(np.degrees(np.arctan2(v[2], v[0]))))
+
+
+def landmarks(image: np.ndarray, *, depth: bool = False) -> list[np.ndarray]:
+    """Every face's 478 landmarks in pixels (largest first) of an RGB uint8 image; with
+    ``depth`` a third column, mediapipe's relative depth on the same scale as x."""
     with _lock, _quiet_stderr():
         try:
             from mediapipe.python.solutions import face_mesh
@@ -80,7 +89,10 @@ def landmarks(image: np.ndarray) -> list[np.ndarray]:
         with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=True) as fm:
             result = fm.process(np.ascontiguousarray(image))
     h, w = image.shape[:2]
-    faces = [np.array([(p.x * w, p.y * h) for p in f.landmark], np.float32) for f in (result.multi_face_landmarks or [])]
+    faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32)
+             for f in (result.multi_face_landmarks or [])]
+    if not depth:
+        faces = [f[:, :2] for f in faces]
     faces.sort(key=lambda pts: -float(np.ptp(pts[:, 0]) * np.ptp(pts[:, 1])))
     return faces
 
@@ -91,12 +103,13 @@ def find_face(image: np.ndarray, cache_dir: Path | None = None) -> Face:
     path = cache_dir / f"face-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
         z = np.load(path)
-        return Face(z["points"], int(z["faces"]), (image.shape[1], image.shape[0]))
-    faces = landmarks(image)
+        if "yaw" in z:  # an entry from before the turn was measured is found again
+            return Face(z["points"], int(z["faces"]), (image.shape[1], image.shape[0]), float(z["yaw"]))
+    faces = landmarks(image, depth=True)
     if not faces:
         raise VideoInputError("I can't find a face in that picture")
-    face = Face(faces[0], len(faces), (image.shape[1], image.shape[0]))
+    face = Face(np.ascontiguousarray(faces[0][:, :2]), len(faces), (image.shape[1], image.shape[0]), yaw_of(faces[0]))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, points=face.points, faces=np.array(len(faces)))
+        np.savez(path, points=face.points, faces=np.array(len(faces)), yaw=np.array(face.yaw))
     return face

@@ -139,3 +139,40 @@ async def test_animate_makes_the_photo_speak_and_keeps_no_landmarks_of_it(tg, st
         await m.close()
     faces = tmp_path / "video" / "faces"
     assert not faces.exists() or not list(faces.iterdir())  # a person's photo leaves no face data behind
+
+
+async def test_a_group_photo_is_animated_by_its_biggest_face_and_the_caption_says_so(tg, store, embedder, tmp_path):  # noqa: F811
+    from PIL import Image
+
+    face = Image.open(f"{SAMPLES}/media/mira-portrait.png").convert("RGB")
+    group = Image.new("RGB", (face.width * 2, face.height), (200, 200, 200))
+    group.paste(face, (0, 0))
+    group.paste(face.resize((face.width * 2 // 3, face.height * 2 // 3)), (face.width + 40, 60))
+    buf = io.BytesIO()
+    group.save(buf, "JPEG")
+    m, table, worker = await _manager(store, embedder, tmp_path)
+    try:
+        async with running(tg, store, embedder, handler=m.handle) as bot:
+            tg.push_photo(ZOE, "Zoe", buf.getvalue(), caption="/animate we are two!", user_id=ZOE)
+            await tg.wait_for_sent(1, chat_id=ZOE)
+            assert await worker.run_one()
+            await OutboxSweeper(Outbox(store), [(bot.adapter, "mira")], jobs=table).sweep()
+            [clip] = await tg.wait_for_sent(1, chat_id=ZOE, method="sendVideo")
+    finally:
+        await m.close()
+    assert "2 faces in that picture" in clip.fields["caption"]
+
+
+async def test_video_selfie_is_upright_9_by_16(tg, store, embedder, tmp_path):  # noqa: F811
+    m, table, worker = await _manager(store, embedder, tmp_path)
+    try:
+        async with running(tg, store, embedder, handler=m.handle) as bot:
+            tg.push_message(ZOE, "Zoe", "/video selfie hi from the market", user_id=ZOE)
+            await tg.wait_for_sent(1, chat_id=ZOE)
+            assert await worker.run_one()
+            await OutboxSweeper(Outbox(store), [(bot.adapter, "mira")], jobs=table).sweep()
+            [clip] = await tg.wait_for_sent(1, chat_id=ZOE, method="sendVideo")
+    finally:
+        await m.close()
+    v = clip.result["video"]
+    assert (v["width"], v["height"]) == (512, 910)

@@ -61,3 +61,75 @@ def test_vchar_video_say_has_mira_speak_in_her_own_voice(tmp_path):
     p = probe(tmp_path / "hi.mp4")
     assert p.has_audio and p.width == 256 and p.duration > 1.0 and "256x256" in res.stdout
     assert (tmp_path / "hi.thumb.jpg").is_file()
+
+
+def _vowel(f1: float, f2: float, seconds: float = 0.6, sr: int = 22050) -> np.ndarray:
+    """A sung vowel made the way a vocal tract makes one: a 140 Hz pulse train through two
+    resonances at the vowel's first two formants."""
+    from scipy.signal import lfilter
+
+    x = np.zeros(int(seconds * sr))
+    x[:: int(sr / 140)] = 1.0
+    for f, bw in ((f1, 80.0), (f2, 120.0), (2900.0, 200.0)):
+        r = np.exp(-np.pi * bw / sr)
+        x = lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / sr), r * r], x)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def test_ee_spreads_the_lips_oo_rounds_them_and_ah_opens_the_jaw_wider():
+    from generators.video.lite import mouth_track
+
+    sr, fps = 22050, 25
+    vowels = {"ee": (270, 2290), "oo": (300, 870), "ah": (730, 1090)}
+    # the same loudness for all three (a loud burst first so the envelope's top is shared)
+    clip = np.concatenate([_vowel(*vowels[v]) for v in ("ee", "oo", "ah")])
+    n = int(len(clip) / sr * fps)
+    opening, width = mouth_track(clip, sr, fps, n)
+    per = int(0.6 * fps)
+    mid = {v: slice(i * per + 5, (i + 1) * per - 3) for i, v in enumerate(("ee", "oo", "ah"))}
+    w = {v: float(np.mean(width[s])) for v, s in mid.items()}
+    o = {v: float(np.mean(opening[s])) for v, s in mid.items()}
+    assert w["ee"] > 0.4 and w["oo"] < -0.4, w
+    assert o["ah"] > o["ee"] + 0.1 and o["ah"] > o["oo"] + 0.1, o
+
+
+def test_a_selfie_clip_is_9_by_16_with_the_face_in_the_upper_half_and_smoothing_doubles_its_rate(tmp_path):
+    sr = 22050
+    meta = say_video(PORTRAIT, _speech(1.0), sr, tmp_path / "s.mp4", size=256, fps=12, seed=1,
+                     cache_dir=tmp_path / "faces", layout="selfie", smooth_to=24)
+    p = probe(meta["path"])
+    assert (p.width, p.height) == (256, 456) and (meta["width"], meta["height"]) == (256, 456)
+    assert meta["fps"] == 24 and p.frames == meta["frames"] == 2 * 12 - 1 and p.has_audio
+    frames, _ = read_frames(meta["path"])
+    [pts] = fm.landmarks(next(iter(frames)))[:1]
+    assert pts[:, 1].mean() < 456 / 2  # the face sits high, like a phone held at arm's length
+    assert pts[:, 1].max() < 456 * 0.7  # and shows what is below the chin
+
+
+def test_a_face_turned_away_from_the_camera_is_refused_with_a_reason(tmp_path):
+    from PIL import Image
+
+    from generators.video.lite import TURNED_TOO_FAR
+
+    img = np.asarray(Image.open(PORTRAIT).convert("RGB"))
+    [pts] = fm.landmarks(img, depth=True)[:1]
+    assert fm.yaw_of(pts) < 10  # Mira looks at the camera
+    LiteHead(img, 128, cache_dir=tmp_path)  # and speaks
+
+    def turn(p: np.ndarray, degrees: float) -> np.ndarray:
+        a = np.radians(degrees)
+        c = p - p[1]  # about the nose tip
+        x = c[:, 0] * np.cos(a) + c[:, 2] * np.sin(a)
+        z = -c[:, 0] * np.sin(a) + c[:, 2] * np.cos(a)
+        return np.stack([x, c[:, 1], z], axis=1) + p[1]
+
+    assert abs(fm.yaw_of(turn(pts, 25)) - 25) < 10 and abs(fm.yaw_of(turn(pts, -60)) - 60) < 10
+    # the same picture, its landmarks as a head turned 60 degrees would have them (through the cache)
+    [entry] = tmp_path.glob("face-*.npz")
+    z = dict(np.load(entry))
+    z["points"] = turn(pts, 60)[:, :2].astype(np.float32)
+    z["yaw"] = np.array(fm.yaw_of(turn(pts, 60)))
+    assert z["yaw"] > TURNED_TOO_FAR
+    np.savez(entry, **z)
+    with pytest.raises(VideoInputError, match="turned too far"):
+        LiteHead(img, 128, cache_dir=tmp_path)
