@@ -231,19 +231,42 @@ class Job(Base):
 
 
 class Post(Base):
-    """A scheduled post; due rows are claimed atomically by whichever worker gets there."""
+    """A scheduled post. ``status``: draft (its media being made) -> pending (waiting for an
+    operator) -> approved -> publishing (claimed: a lease) -> published; or rejected,
+    failed (with the error), unconfirmed (a send whose outcome is unknown: the operator
+    decides, it is never sent again blindly), missed (due while nobody could post it,
+    past the grace)."""
 
     __tablename__ = "posts"
-    __table_args__ = (Index("ix_posts_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_posts_status_due", "status", "due_at"),
+        UniqueConstraint("persona_id", "slot_key"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     persona_id: Mapped[int] = mapped_column(ForeignKey("personas.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(32))
-    channel: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16), default="planned")  # planned|claimed|posted|failed
-    due_at: Mapped[datetime] = mapped_column()
-    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    channel: Mapped[str] = mapped_column(String(100))  # the plan's channel name
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    due_at: Mapped[datetime] = mapped_column()  # UTC
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # text, format, topic, media files
     claimed_at: Mapped[datetime | None] = mapped_column()
     posted_at: Mapped[datetime | None] = mapped_column()
-    platform_post_id: Mapped[str | None] = mapped_column(String(100))
+    platform_post_id: Mapped[str | None] = mapped_column(String(100))  # the first message's id
     error: Mapped[str | None] = mapped_column(Text)
+    chat_id: Mapped[str | None] = mapped_column(String(300))
+    zone: Mapped[str | None] = mapped_column(String(64))
+    slot_key: Mapped[str | None] = mapped_column(String(200))  # channel|local wall-clock time; None: one-off
+    job_id: Mapped[int | None] = mapped_column(BigInteger)  # the media job
+    worker: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime | None] = mapped_column()
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # parts the platform confirmed
+    sending_part: Mapped[int | None] = mapped_column(Integer)  # a part whose request may have left
+    message_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+    reactions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow)

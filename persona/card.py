@@ -56,6 +56,8 @@ class PersonaError(ValueError):
         super().__init__(where + message)
 
 
+from persona.posts.plan import PostPlan  # noqa: E402 - no imports back into this module
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -168,6 +170,7 @@ class Persona(_Model):
     language: Label = "en"
     nsfw: bool = False  # adult content; off unless the operator turns it on
     platforms: Platforms = Field(default_factory=Platforms)
+    posts: PostPlan | None = None  # scheduled posts (persona.posts.plan)
     tags: list[Label] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     creator: Label = ""
     creator_notes: Text = ""

@@ -130,6 +130,9 @@ class MediaJobs:
         return n
 
     async def on_done(self, job, result: dict[str, Any], worker: str) -> None:
+        if "post" in job.payload:  # a scheduled post's media: the publisher collects it from the job
+            await self.jobs.finish(job.id, worker, result)
+            return
         r = job.payload["reply"]
         files = [f for f in result.get("files", []) if isinstance(f, dict) and f.get("path")]
         if not files:
@@ -159,6 +162,8 @@ class MediaJobs:
             self.on_reply()
 
     async def on_failed(self, job, code: str) -> None:
+        if "post" in job.payload:  # the post fails with the job's error when it is collected
+            return
         r = job.payload["reply"]
         failure = r.get("failure") or {}
         line = failure.get(code) or failure.get("failed") or "Sorry, that didn't work out. Try me again later?"

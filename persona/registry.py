@@ -192,7 +192,8 @@ def _save_assets(card: CardFile, persona: Persona, asset_dir: Path, source: Path
 def strip_foreign_settings(persona: Persona) -> Persona:
     """What an imported file may not bring: local file paths and consent records
     (:func:`strip_local_identity`), admins (``platforms.*.admin_ids``) and the name of
-    an environment variable to read a bot token from (``platforms.*.token_env``)."""
+    an environment variable to read a bot token from (``platforms.*.token_env``), and a
+    posting plan (``posts``: which channels it posts in)."""
     persona = strip_local_identity(persona)
     platforms = persona.platforms
     changed = {}
@@ -203,6 +204,9 @@ def strip_foreign_settings(persona: Persona) -> Persona:
     if changed:
         log.warning("%s: the file's admin ids and bot-token variables were not imported", persona.id)
         persona = persona.model_copy(update={"platforms": platforms.model_copy(update=changed)})
+    if persona.posts is not None:  # where a character posts is the operator's to say
+        log.warning("%s: the file's posting plan was not imported; write one under posts: in its YAML", persona.id)
+        persona = persona.model_copy(update={"posts": None})
     return persona
 
 

@@ -145,6 +145,8 @@ class FakeTelegramServer:
         self._changed = asyncio.Condition()
         self._poll_generation = 0
         self._runner: web.AppRunner | None = None
+        # channels (Bot API: a chat of type "channel"; the bot posts where it is an admin)
+        self.channels: dict[int, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -261,6 +263,17 @@ class FakeTelegramServer:
     def unconfirm(self, offset: int = 0) -> None:
         """Forget confirmations down to ``offset``: as if the bot crashed before confirming."""
         self.confirmed_offset = offset
+
+    def add_channel(self, chat_id: int, username: str | None = None, title: str = "A channel",
+                    can_post: bool = True) -> None:
+        """A channel the bot was added to (as an admin that may post, unless ``can_post`` is
+        False: then sends are refused with 403 as Telegram does)."""
+        self.channels[int(chat_id)] = {"id": int(chat_id), "type": "channel", "title": title,
+                                       **({"username": username.lstrip("@")} if username else {}), "_post": can_post}
+
+    def channel_posts(self, chat_id: int) -> list[Call]:
+        return [c for c in self.calls if c.ok and isinstance(c.result, dict)
+                and c.result.get("chat", {}).get("id") == int(chat_id)]
 
     # -- making updates --------------------------------------------------------------------
 
@@ -517,12 +530,17 @@ class FakeTelegramServer:
         self._notify()
         return _answer(200, {"ok": True, "result": call.result})
 
-    @staticmethod
-    def _chat_id(fields: dict[str, Any]) -> int:
+    def _chat_id(self, fields: dict[str, Any]) -> int:
         if "chat_id" not in fields:
             raise ApiError(400, "Bad Request: chat_id is empty")
+        raw = str(fields["chat_id"])
+        if raw.startswith("@"):  # a public channel's username
+            for cid, ch in self.channels.items():
+                if ch.get("username", "").lower() == raw[1:].lower():
+                    return cid
+            raise ApiError(400, "Bad Request: chat not found")
         try:
-            return int(fields["chat_id"])
+            return int(raw)
         except (TypeError, ValueError):
             raise ApiError(400, "Bad Request: chat not found") from None
 
@@ -643,6 +661,13 @@ class FakeTelegramServer:
         chat_id = self._chat_id(fields)
         chat_type = "private" if chat_id > 0 else "supergroup"
         known = next((m["chat"] for (cid, _), m in self._messages.items() if cid == chat_id), None)
+        channel = self.channels.get(chat_id)
+        if channel is not None:
+            if not channel["_post"]:
+                raise ApiError(403, "Forbidden: bot is not a member of the channel chat")
+            known = {k: v for k, v in channel.items() if not k.startswith("_")}
+        elif chat_id < -1000000000000 and known is None and self.channels:
+            raise ApiError(400, "Bad Request: chat not found")
         msg: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "from": self.bot_user,
