@@ -34,12 +34,14 @@ def _mount_media_commands() -> None:
     from bots.image_cli import image_app, portrait_command
 
     from bots.music_cli import music_app
+    from bots.posts_cli import posts_app
     from bots.video_cli import video_app
     from bots.voice_cli import voice_app
 
     app.add_typer(image_app, name="image", help="Selfies and images of a character.")
     app.add_typer(music_app, name="music", help="Songs a character sings, and instrumental clips.")
-    app.add_typer(video_app, name="video", help="Video clips (so far: smooth a clip to a higher frame rate).")
+    app.add_typer(video_app, name="video", help="Talking-head clips, news bulletins, smoothing a clip's frame rate.")
+    app.add_typer(posts_app, name="posts", help="Scheduled posts: plan, review, approve, publish.")
     app.add_typer(voice_app, name="voice", help="A character's cloned voice: set it up, make voice notes.")
     persona_app.command("portrait")(portrait_command)
 

@@ -444,10 +444,12 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
                                     interval=settings.outbox_poll, jobs=svc.jobs)
             svc.sweeper = sweeper
             sweeping = asyncio.create_task(sweeper.run(stop), name="outbox sweeper")
+            posting = asyncio.create_task(run_posts(settings, svc, started, stop), name="scheduled posts")
             try:
                 await stop.wait()
             finally:
                 await sweeping
+                await posting
         finally:
             # Adapters finish the replies in flight while the manager and database are still up.
             for adapter in reversed(started):
@@ -455,6 +457,62 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
                     await adapter.stop()
                 except Exception:
                     log.exception("stopping the %s adapter failed", adapter.platform)
+
+
+def post_services(settings: Settings, svc, adapters: list):
+    """The planner and publisher of scheduled posts for a running service."""
+    from db.posts import PostTable
+    from persona.posts.planner import Planner
+    from persona.posts.publisher import Publisher
+
+    m = svc.manager
+    posts = PostTable(svc.store)
+    media = {"image": m.image is not None, "voice": m.voice is not None, "music": m.music is not None,
+             "video": m.video is not None}
+    planner = Planner(svc.store, posts, m.text, jobs=svc.jobs, voices_root=settings.voices_dir, media=media,
+                      bell=svc.media.bell if svc.media is not None else None)
+    by_key = {(a.platform, m.registry.get(a.persona).id): a for a in adapters}
+    admins = admin_ids(settings)
+
+    async def notify(post, line: str) -> None:
+        """A DM to the persona's operators on the post's platform."""
+        persona = m.registry.get(str(post.content.get("persona") or ""))
+        adapter = by_key.get((post.platform, persona.id))
+        if adapter is None:
+            return
+        conf = getattr(persona.platforms, post.platform, None)
+        for admin in sorted(set(admins.get(post.platform, ())) | set(conf.admin_ids if conf else ())):
+            await adapter.send_text(admin, f"Post {post.id} ({post.channel}, {post.due_at:%a %d %b %H:%M} UTC): {line}\n"
+                                           f"{post.text[:300]}")
+
+    publisher = Publisher(posts, by_key, planner=planner, lease=settings.posts_lease, notify=notify)
+    return planner, publisher
+
+
+async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event) -> None:
+    """Plan the personas' coming slots now and every ``posts_plan_every`` seconds, and
+    publish what is due every ``posts_poll`` seconds, until ``stop``."""
+    planner, publisher = post_services(settings, svc, adapters)
+    registry = svc.manager.registry
+    loop = asyncio.get_running_loop()
+    next_plan = 0.0
+    while not stop.is_set():
+        if loop.time() >= next_plan:
+            next_plan = loop.time() + settings.posts_plan_every
+            for persona in registry:
+                if persona.posts is None or not persona.posts.slots:
+                    continue
+                try:
+                    made = await planner.plan(persona)
+                    if made:
+                        log.info("posts: %d drafts planned for %s", len(made), persona.id)
+                except Exception:  # noqa: BLE001 - one persona's plan must not stop the others
+                    log.exception("posts: planning %s failed", persona.id)
+        try:
+            await publisher.tick()
+        except Exception:  # noqa: BLE001 - the next tick tries again
+            log.exception("posts: a publishing round failed")
+        await wait_any(stop, None, settings.posts_poll)
 
 
 class OutboxSweeper:

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     outbox_max_age: float = Field(default=6 * 3600, gt=0, description="Seconds after which an undelivered reply is dropped, not sent late.")
     outbox_lease: float = Field(default=60.0, gt=0, description="Seconds a sender holds a reply before another may send it again.")
     outbox_poll: float = Field(default=2.0, gt=0, description="Seconds between looks at the outbox for replies still due.")
+    posts_poll: float = Field(default=1.0, gt=0, description="Seconds between looks for scheduled posts that are due.")
+    posts_plan_every: float = Field(default=3600.0, gt=0,
+                                    description="Seconds between planning rounds (drafts for the personas' coming slots).")
+    posts_lease: float = Field(default=60.0, gt=0,
+                               description="Seconds a process holds a post it is publishing before another takes over.")
 
     log_level: str = "INFO"
     log_format: Literal["auto", "rich", "plain", "json"] = Field(
