@@ -75,6 +75,9 @@ class Adapter(abc.ABC):
         self.send_attempts = 4
         self.send_backoff = 0.5
         self.retry_later_after = 30.0  # s before the outbox sweeper tries a reply again
+        # A button press (platform, user id, the button's data) -> (a short answer, the
+        # message's new text or None). Set by the service: the operator's post approvals.
+        self.on_choice: Callable[[str, str, str], Awaitable[tuple[str, str | None]]] | None = None
 
     async def start(self, handler: Handler, admit: Admit | None = None, outbox: Outbox | None = None) -> None:
         """Connect and begin delivering messages to ``handler``; returns once started.
@@ -168,6 +171,17 @@ class Adapter(abc.ABC):
                 raise
             await outbox.part_delivered(rid, i + 1, pid, last=i == len(parts) - 1)
         return True
+
+    async def send_choice(self, chat_id: str, text: str, choices) -> str | None:
+        """A message with buttons (label, data). Platforms without buttons get the text
+        and the choices' labels; the operator answers on the command line."""
+        await self.send_text(chat_id, text + "\n" + " / ".join(label for label, _ in choices))
+        return None
+
+    def outcome_unknown(self, exc: BaseException) -> bool:
+        """Whether a send that raised ``exc`` may still have reached the platform (a
+        timeout after the request left): such a post is not sent again blindly."""
+        return isinstance(exc, (TimeoutError, asyncio.TimeoutError))
 
     async def edit_text(self, chat_id: str, message_id: str, text: str) -> None:  # noqa: B027 - optional
         """Change a message the character sent (progress on its acknowledgement)."""

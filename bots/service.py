@@ -486,13 +486,107 @@ def post_services(settings: Settings, svc, adapters: list):
                                            f"{post.text[:300]}")
 
     publisher = Publisher(posts, by_key, planner=planner, lease=settings.posts_lease, notify=notify)
-    return planner, publisher
+    return planner, publisher, PostApprovals(posts, planner, m.registry, by_key, admins)
+
+
+class PostApprovals:
+    """Drafts waiting for approval go to the persona's operators as a DM with Approve /
+    Reject / Regenerate buttons (Telegram inline keyboards; elsewhere the text and the
+    command to use), and the presses change the calendar."""
+
+    def __init__(self, posts, planner, registry, adapters: dict, admins: dict[str, frozenset[str]]):
+        self.posts, self.planner, self.registry = posts, planner, registry
+        self.adapters, self.admins = adapters, admins
+
+    def operators(self, persona, platform: str) -> list[str]:
+        conf = getattr(persona.platforms, platform, None)
+        return sorted(set(self.admins.get(platform, ())) | set(conf.admin_ids if conf else ()))
+
+    @staticmethod
+    def describe(post) -> str:
+        when = post.due_at.astimezone(_zone(post.zone)).strftime("%a %d %b %H:%M")
+        media = ", ".join(f.get("kind", "") for f in post.content.get("media") or [])
+        return (f"Post {post.id} for {post.channel} on {when} {post.zone or 'UTC'} ({post.format}"
+                f"{': ' + media if media else ''}):\n\n{post.text}")
+
+    @staticmethod
+    def choices(post) -> list[tuple[str, str]]:
+        return [("Approve", f"post:approve:{post.id}"), ("Reject", f"post:reject:{post.id}"),
+                ("Regenerate", f"post:regen:{post.id}")]
+
+    async def ask(self) -> int:
+        """DM each pending post not yet shown to its operators; returns how many were sent."""
+        sent = 0
+        for post in await self.posts.list(status="pending", limit=200):
+            if post.content.get("asked"):
+                continue
+            try:
+                persona = self.registry.get(str(post.content.get("persona")))
+            except LookupError:
+                continue
+            for (platform, pid), adapter in self.adapters.items():
+                if pid != persona.id:
+                    continue
+                for admin in self.operators(persona, platform):
+                    try:
+                        await adapter.send_choice(admin, self.describe(post), self.choices(post))
+                        sent += 1
+                    except Exception as exc:  # noqa: BLE001 - the command line still works
+                        log.warning("posts: could not ask %s %s about post %d: %s", platform, admin, post.id, exc)
+            await self.posts.set_content(post.id, {**post.content, "asked": True}, from_states=("pending",))
+        return sent
+
+    async def on_choice(self, platform: str, user_id: str, data: str) -> tuple[str, str | None]:
+        parts = data.split(":")
+        if len(parts) != 3 or parts[0] != "post" or not parts[2].isdigit():
+            return "That button does nothing any more.", None
+        action, post_id = parts[1], int(parts[2])
+        post = await self.posts.get(post_id)
+        if post is None:
+            return "That post is gone.", None
+        try:
+            persona = self.registry.get(str(post.content.get("persona")))
+        except LookupError:
+            return "That persona is gone.", None
+        if user_id not in self.operators(persona, platform):
+            return "Only this character's operators can do that.", None
+        who = f"{platform}:{user_id}"
+        if action == "approve":
+            row = await self.posts.change(post_id, from_states=("pending",), status="approved", approved_by=who)
+            verdict = "Approved: it goes out on time."
+        elif action == "reject":
+            row = await self.posts.change(post_id, from_states=("pending", "approved"), status="rejected")
+            verdict = "Rejected: it will not be posted."
+        elif action == "regen":
+            if post.status not in ("pending", "approved", "draft"):
+                row = None
+            else:
+                row = await self.planner.regenerate(persona, post)
+            if row is not None:
+                return "Written again: the new draft is on its way.", self.describe(row) + "\n\n(rewritten)"
+            verdict = ""
+        else:
+            return "That button does nothing any more.", None
+        if row is None:
+            return f"Post {post_id} is {post.status} now; nothing changed.", None
+        return verdict, f"{self.describe(row)}\n\n{verdict}"
+
+
+def _zone(name: str | None):
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name or "UTC")
+    except Exception:  # noqa: BLE001 - an old row's zone
+        return ZoneInfo("UTC")
 
 
 async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event) -> None:
     """Plan the personas' coming slots now and every ``posts_plan_every`` seconds, and
     publish what is due every ``posts_poll`` seconds, until ``stop``."""
-    planner, publisher = post_services(settings, svc, adapters)
+    planner, publisher, approvals = post_services(settings, svc, adapters)
+    for adapter in adapters:
+        adapter.on_choice = approvals.on_choice
     registry = svc.manager.registry
     loop = asyncio.get_running_loop()
     next_plan = 0.0
@@ -510,6 +604,7 @@ async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event
                     log.exception("posts: planning %s failed", persona.id)
         try:
             await publisher.tick()
+            await approvals.ask()
         except Exception:  # noqa: BLE001 - the next tick tries again
             log.exception("posts: a publishing round failed")
         await wait_any(stop, None, settings.posts_poll)

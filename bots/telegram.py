@@ -53,14 +53,23 @@ from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
     BaseUpdateProcessor,
+    CallbackQueryHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
@@ -92,7 +101,7 @@ APOLOGY_TEXT = "Sorry, something went wrong on my side. Could you try again in a
 #: The command menu registered with setMyCommands on start.
 COMMANDS: tuple[tuple[str, str], ...] = platform_menu()  # from persona/commands.py
 
-ALLOWED_UPDATES = ("message", "edited_message")
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 
 _MEDIA_ACTIONS = {
     "image": ChatAction.UPLOAD_PHOTO,
@@ -375,6 +384,7 @@ class TelegramAdapter(Adapter):
         )
         app = ApplicationBuilder().bot(bot).concurrent_updates(PerChatUpdateProcessor(self.max_concurrent_updates)).build()
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGES, self._on_message))
+        app.add_handler(CallbackQueryHandler(self._on_button))
         app.add_error_handler(self._on_error)
         return app
 
@@ -542,6 +552,32 @@ class TelegramAdapter(Adapter):
             return
         await self.dispatch(self.to_incoming(message))
 
+    # -- buttons (the operator's approvals) ----------------------------------------------
+
+    async def send_choice(self, chat_id: str, text: str, choices: Sequence[tuple[str, str]]) -> str | None:
+        """A message with a row of inline buttons (label, data); a press goes to ``on_choice``."""
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in choices]])
+        sent = await self.bot.send_message(chat_id=_chat(chat_id), text=text[:MAX_MESSAGE], reply_markup=markup)
+        return str(sent.message_id)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or query.data is None:
+            return
+        toast, new_text = "That button does nothing any more.", None
+        if self.on_choice is not None:
+            try:
+                toast, new_text = await self.on_choice(self.platform, str(query.from_user.id), query.data)
+            except Exception:  # noqa: BLE001 - the press is answered either way
+                log.exception("telegram: a button press (%s) failed", query.data)
+                toast = "Sorry, that did not work. Try the command line: vchar posts."
+        try:
+            await query.answer(toast[:200])
+            if new_text and query.message is not None:
+                await query.edit_message_text(new_text[:MAX_MESSAGE])
+        except TelegramError as exc:
+            log.debug("telegram: answering a button press failed: %s", exc)
+
     async def _dispatch_with_image(self, message: Message, source: Any, mime: str) -> None:
         """Download the photo (``source``: a PhotoSize or an image Document) and hand the
         message on with it; the file is gone once the reply is delivered."""
@@ -663,6 +699,11 @@ class TelegramAdapter(Adapter):
         if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
             return 0.0
         return super().retry_delay(exc)
+
+    def outcome_unknown(self, exc: BaseException) -> bool:
+        """PTB's TimedOut: the request may have reached Telegram (the Bot API has no
+        idempotency key), so a post that timed out is not sent again blindly."""
+        return isinstance(exc, TimedOut) or super().outcome_unknown(exc)
 
     async def send_media(self, reply: Reply, media: MediaFile) -> str | None:
         path = Path(media.path)

@@ -214,7 +214,8 @@ class Planner:
         recent.append(post.text)
         seed = f"{post.slot_key or post.id}|again|{post.attempts}|{len(recent)}|{datetime.now(timezone.utc).isoformat()}"
         drafted = await self.write(persona, post.content.get("topic") or "my day", post.format, seed, recent)
-        content = {**post.content, "text": drafted.text, "generator": drafted.generator, "media": []}
+        content = {k: v for k, v in post.content.items() if k not in ("asked", "media_note")}
+        content.update(text=drafted.text, generator=drafted.generator, media=[])  # shown to the operators again
         needs_approval = persona.posts.approval if persona.posts else True
         status = "pending" if needs_approval else "approved"
         job_id = None

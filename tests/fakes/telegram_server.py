@@ -147,6 +147,8 @@ class FakeTelegramServer:
         self._runner: web.AppRunner | None = None
         # channels (Bot API: a chat of type "channel"; the bot posts where it is an admin)
         self.channels: dict[int, dict[str, Any]] = {}
+        self._callbacks: set[str] = set()
+        self.callback_answers: dict[str, str] = {}  # callback query id -> the toast the bot answered
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -379,6 +381,21 @@ class FakeTelegramServer:
     def _file(self, **extra: Any) -> dict[str, Any]:
         n = next(self._file_ids)
         return {"file_id": f"FILE{n:06d}", "file_unique_id": f"U{n:06d}", **extra}
+
+    def push_callback(self, chat_id: int, user: str | dict[str, Any], message_id: int, data: str,
+                      user_id: int | None = None) -> dict[str, Any]:
+        """A press on an inline keyboard button of the bot's message ``message_id``."""
+        msg = self._messages.get((chat_id, message_id))
+        if msg is None:
+            raise KeyError(f"no message {message_id} in chat {chat_id}")
+        qid = str(next(self._update_ids) * 7)
+        self._callbacks.add(qid)
+        query = {"id": qid, "from": self._user(user, user_id), "message": msg, "chat_instance": str(chat_id),
+                 "data": data}
+        return self._queue("callback_query", query)
+
+    def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        return self._messages.get((chat_id, message_id))
 
     def push_sticker(self, chat_id: int, user: str | dict[str, Any], emoji: str = "😀", chat_type: str = "private",
                      *, chat_title: str | None = None, reply_to: int | None = None, user_id: int | None = None):
@@ -684,6 +701,16 @@ class FakeTelegramServer:
                 rp = fields.get("reply_parameters")
                 if not (isinstance(rp, dict) and rp.get("allow_sending_without_reply")):
                     raise ApiError(400, "Bad Request: message to be replied not found")
+        if isinstance(fields.get("reply_markup"), dict):
+            markup = fields["reply_markup"]
+            rows = markup.get("inline_keyboard")
+            if rows is not None:
+                for row in rows:
+                    for b in row:
+                        data = b.get("callback_data")
+                        if data is not None and not 1 <= len(data.encode()) <= 64:
+                            raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            msg["reply_markup"] = markup
         self._messages[(chat_id, msg["message_id"])] = msg
         return msg
 
@@ -711,7 +738,18 @@ class FakeTelegramServer:
             raise ApiError(400, "Bad Request: message is not modified")
         msg["text"] = text
         msg["edit_date"] = int(time.time())
+        if isinstance(fields.get("reply_markup"), dict):
+            msg["reply_markup"] = fields["reply_markup"]
+        else:
+            msg.pop("reply_markup", None)  # an edit without a keyboard removes it
         return msg
+
+    async def _api_answerCallbackQuery(self, fields, files):
+        qid = fields.get("callback_query_id")
+        if qid not in self._callbacks:
+            raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        self.callback_answers[qid] = fields.get("text") or ""
+        return True
 
     def _upload(self, fields, files, param: str) -> UploadedFile:
         caption = fields.get("caption")
