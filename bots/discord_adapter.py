@@ -579,6 +579,20 @@ class DiscordAdapter(Adapter):
             return str(sent.id)
         return None
 
+    async def announce(self, chat_id: str, message_id: str) -> bool:
+        """A post in an announcement channel is crossposted to the servers that follow it.
+        False where the channel is not one (nothing to do)."""
+        ch = self.client.get_channel(int(chat_id)) if self.client else None
+        if not isinstance(ch, discord.TextChannel) or not ch.is_news():
+            return False
+        await ch.get_partial_message(int(message_id)).publish()
+        return True
+
+    def outcome_unknown(self, exc: BaseException) -> bool:
+        """Never for a post here: every part carries a nonce with ``enforce_nonce``, so a
+        part sent again after a timeout is created once (Discord answers with the first)."""
+        return False
+
     async def edit_text(self, chat_id: str, message_id: str, text: str) -> None:
         try:
             await self._channel(chat_id).get_partial_message(int(message_id)).edit(content=text[:MESSAGE_LIMIT])

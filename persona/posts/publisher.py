@@ -157,6 +157,15 @@ class Publisher:
             await self.posts.part_sent(post.id, self.worker, i, mid)
         await self.posts.finish(post.id, self.worker, "published")
         log.info("post %d published to %s %s", post.id, post.platform, post.chat_id)
+        announce = getattr(adapter, "announce", None)
+        if announce is not None:  # an announcement channel: crossposted to its followers
+            row = await self.posts.get(post.id)
+            for mid in (row.message_ids if row else None) or []:
+                try:
+                    if mid and not await announce(str(post.chat_id), str(mid)):
+                        break
+                except Exception as exc:  # noqa: BLE001 - it is posted; only the crosspost failed
+                    log.warning("post %d: crossposting message %s failed: %s", post.id, mid, exc)
         return True
 
     async def _refused(self, post: PostRow, why: str) -> bool:

@@ -62,6 +62,7 @@ API_PREFIX = "/api/v10"
 
 MESSAGE_FLAG_VOICE = 8192
 CHANNEL_GUILD_TEXT = 0
+CHANNEL_GUILD_ANNOUNCEMENT = 5
 CHANNEL_DM = 1
 
 # Gateway opcodes.
@@ -196,6 +197,7 @@ class FakeDiscordServer:
         self.sent: list[SentMessage] = []
         self._nonces: dict[tuple[str, str], str] = {}  # (channel, nonce) -> message id
         self.edits: list[tuple[str, str]] = []  # (message id, new content) of PATCHed messages
+        self.crossposts: list[str] = []  # message ids published to an announcement channel's followers
         self.nonce_repeats = 0  # creates answered with an earlier message because of their nonce
         self.typing: list[str] = []  # channel ids, one per POST /typing
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> last bulk overwrite
@@ -244,6 +246,7 @@ class FakeDiscordServer:
         r.add_get(p + "/gateway/bot", self._gateway_bot)
         r.add_post(p + "/channels/{channel_id}/messages", self._create_message)
         r.add_patch(p + "/channels/{channel_id}/messages/{message_id}", self._edit_message)
+        r.add_post(p + "/channels/{channel_id}/messages/{message_id}/crosspost", self._crosspost)
         r.add_post(p + "/channels/{channel_id}/typing", self._typing)
         r.add_post(p + "/channels/{channel_id}/attachments", self._attachment_slots)
         r.add_put(p + "/applications/{app_id}/commands", self._put_commands)
@@ -748,6 +751,36 @@ class FakeDiscordServer:
             return _error(404, "Unknown Channel", 10003)
         payload, files, multipart = await self._read_message_body(request)
         return self._store_message(cid, payload, files, multipart)
+
+    def add_channel(self, name: str, *, announcement: bool = False) -> str:
+        """Another channel of the guild (before the bot connects): a text channel, or an
+        announcement channel whose messages the bot may crosspost to following servers."""
+        cid = self.new_id()
+        self.channels[cid] = {"id": cid, "type": CHANNEL_GUILD_ANNOUNCEMENT if announcement else CHANNEL_GUILD_TEXT,
+                              "guild_id": self.guild_id, "name": name, "position": len(self.channels),
+                              "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
+                              "last_message_id": None, "rate_limit_per_user": 0}
+        return cid
+
+    def channel_messages(self, channel_id: str) -> list[SentMessage]:
+        return [m for m in self.sent if m.channel_id == channel_id]
+
+    async def _crosspost(self, request: web.Request) -> web.Response:
+        """Publish a message of an announcement channel (Discord: POST .../crosspost)."""
+        cid, mid = request.match_info["channel_id"], request.match_info["message_id"]
+        ch = self.channels.get(cid)
+        msg = self.messages.get(mid)
+        if ch is None:
+            return _error(404, "Unknown Channel", 10003)
+        if msg is None or msg["channel_id"] != cid:
+            return _error(404, "Unknown Message", 10008)
+        if ch["type"] != CHANNEL_GUILD_ANNOUNCEMENT:
+            return _error(400, "Cannot execute action on this channel type", 50024)
+        if mid in self.crossposts:
+            return _error(400, "This message has already been crossposted.", 40033)
+        self.crossposts.append(mid)
+        msg["flags"] = int(msg.get("flags") or 0) | 1  # CROSSPOSTED
+        return _json(msg)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         """PATCH a message the bot sent: its content changes; ``edits`` records (id, content)."""

@@ -246,3 +246,35 @@ async def test_a_selfie_post_has_its_picture_made_by_a_job_then_waits_for_approv
         assert await pub.tick() == 1
     [photo] = tg.channel_posts(CHANNEL)
     assert photo.method == "sendPhoto" and photo.fields["caption"] == post.text
+
+
+async def test_a_discord_announcement_post_is_sent_and_crossposted(store, tmp_path):
+    from PIL import Image
+
+    from tests.bots.test_discord import Bots
+    from tests.fakes.discord_server import FakeDiscordServer
+
+    async with FakeDiscordServer(bot_name="Mira") as fake:
+        news = fake.add_channel("announcements", announcement=True)
+        mira = _mira(channels={"main": {"platform": "telegram", "chat": "@midnightmenu"},
+                               "news": {"platform": "discord", "chat": news}})
+        posts = PostTable(store)
+        await _persona_row(store, mira)
+        planner = Planner(store, posts, None)
+        post = await planner.add(mira, "news", datetime.now(UTC), text="New episode tonight: the noodle stall!",
+                                 approved=True)
+        img = tmp_path / "p.png"
+        Image.new("RGB", (64, 64), (20, 100, 150)).save(img)
+        await posts.set_content(post.id, {**post.content, "media": [{"kind": "image", "path": str(img),
+                                                                     "mime": "image/png"}]})
+        bots = Bots(fake)
+        try:
+            adapter = await bots.start(lambda m: asyncio.sleep(0))
+            assert await Publisher(posts, {("discord", "mira"): adapter}).tick() == 1
+        finally:
+            for a in bots.adapters:
+                await a.stop()
+        [sent] = fake.channel_messages(news)
+        assert sent.content == "New episode tonight: the noodle stall!" and sent.files
+        assert fake.crossposts == [sent.id]
+        assert (await posts.get(post.id)).message_ids == [sent.id]
