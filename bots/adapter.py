@@ -78,6 +78,9 @@ class Adapter(abc.ABC):
         # A button press (platform, user id, the button's data) -> (a short answer, the
         # message's new text or None). Set by the service: the operator's post approvals.
         self.on_choice: Callable[[str, str, str], Awaitable[tuple[str, str | None]]] | None = None
+        # Reaction counts on a message (platform, chat id, message id, {emoji: count}, the
+        # chat's @username or None): the service stores them on the post it belongs to.
+        self.on_reactions: Callable[..., Awaitable[None]] | None = None
 
     async def start(self, handler: Handler, admit: Admit | None = None, outbox: Outbox | None = None) -> None:
         """Connect and begin delivering messages to ``handler``; returns once started.

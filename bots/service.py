@@ -585,8 +585,15 @@ async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event
     """Plan the personas' coming slots now and every ``posts_plan_every`` seconds, and
     publish what is due every ``posts_poll`` seconds, until ``stop``."""
     planner, publisher, approvals = post_services(settings, svc, adapters)
+    async def on_reactions(platform: str, chat_id: str, message_id: str, counts: dict, username: str | None) -> None:
+        chats = [chat_id] + ([f"@{username}"] if username else [])
+        post_id = await planner.posts.set_reactions(platform, chats, message_id, counts)
+        if post_id is not None:
+            log.debug("post %d reactions: %s", post_id, counts)
+
     for adapter in adapters:
         adapter.on_choice = approvals.on_choice
+        adapter.on_reactions = on_reactions
     registry = svc.manager.registry
     loop = asyncio.get_running_loop()
     next_plan = 0.0

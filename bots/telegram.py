@@ -71,6 +71,7 @@ from telegram.ext import (
     BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
+    MessageReactionHandler,
     ExtBot,
     MessageHandler,
     filters,
@@ -101,7 +102,8 @@ APOLOGY_TEXT = "Sorry, something went wrong on my side. Could you try again in a
 #: The command menu registered with setMyCommands on start.
 COMMANDS: tuple[tuple[str, str], ...] = platform_menu()  # from persona/commands.py
 
-ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
+# message_reaction_count: anonymous reaction counts on the channel posts (the bot is an admin there)
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "message_reaction_count")
 
 _MEDIA_ACTIONS = {
     "image": ChatAction.UPLOAD_PHOTO,
@@ -385,6 +387,8 @@ class TelegramAdapter(Adapter):
         app = ApplicationBuilder().bot(bot).concurrent_updates(PerChatUpdateProcessor(self.max_concurrent_updates)).build()
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGES, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_button))
+        app.add_handler(MessageReactionHandler(
+            self._on_reactions, message_reaction_types=MessageReactionHandler.MESSAGE_REACTION_COUNT_UPDATED))
         app.add_error_handler(self._on_error)
         return app
 
@@ -503,7 +507,22 @@ class TelegramAdapter(Adapter):
         replied to, or commanded."""
         if message.chat.type == ChatType.PRIVATE:
             return True
-        return self._mentions_me(message) or self._replies_to_me(message) or self._command_for_me(message)
+        return (self._mentions_me(message) or self._replies_to_me(message) or self._command_for_me(message)
+                or self._comments_on_my_post(message))
+
+    def _comments_on_my_post(self, message: Message) -> bool:
+        """A comment in a channel's discussion group: a reply to the copy of a channel post
+        that Telegram forwards there. Which channel posted it is the publisher's business;
+        this bot only sees the groups it was added to."""
+        original = message.reply_to_message
+        return bool(original is not None and original.is_automatic_forward and original.sender_chat is not None
+                    and original.sender_chat.type == ChatType.CHANNEL)
+
+    def _quote(self, message: Message) -> str | None:
+        original = message.reply_to_message
+        if original is None or not self._comments_on_my_post(message):
+            return None
+        return (original.text or original.caption or "")[:4000] or None
 
     def to_incoming(self, message: Message, attachments: tuple[Attachment, ...] = ()) -> IncomingMessage:
         chat, user = message.chat, message.from_user
@@ -524,6 +543,7 @@ class TelegramAdapter(Adapter):
             chat_kind="private" if private else ("channel" if chat.type == ChatType.CHANNEL else "group"),
             chat_title=None if private else chat.title,
             reply_to_message_id=str(message.reply_to_message.message_id) if message.reply_to_message else None,
+            quote=self._quote(message) if message.reply_to_message is not None else None,
             attachments=attachments,
             sent_at=message.date,
             raw=message,
@@ -559,6 +579,20 @@ class TelegramAdapter(Adapter):
         markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in choices]])
         sent = await self.bot.send_message(chat_id=_chat(chat_id), text=text[:MAX_MESSAGE], reply_markup=markup)
         return str(sent.message_id)
+
+    async def _on_reactions(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        counted = update.message_reaction_count
+        if counted is None or self.on_reactions is None:
+            return
+        counts: dict[str, int] = {}
+        for r in counted.reactions:
+            key = getattr(r.type, "emoji", None) or getattr(r.type, "custom_emoji_id", None) or str(r.type.type)
+            counts[key] = counts.get(key, 0) + int(r.total_count)
+        try:
+            await self.on_reactions(self.platform, str(counted.chat.id), str(counted.message_id), counts,
+                                    counted.chat.username)
+        except Exception:  # noqa: BLE001 - counts are a nicety
+            log.exception("telegram: storing reaction counts failed")
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

@@ -202,6 +202,21 @@ class PostTable:
         stmt = update(T).where(self._mine(post_id, worker)).values(**values)
         return await self.store._write_sync(lambda c: (c.execute(stmt).rowcount or 0) > 0)
 
+    async def set_reactions(self, platform: str, chat_ids: list[str], message_id: str, counts: dict[str, int]) -> int | None:
+        """Store the reaction counts of a published post's message; the post's id, or None
+        when the message is not one of ours."""
+        def tx(c):
+            rows = c.execute(select(T.c.id, T.c.message_ids).where(
+                T.c.platform == platform, T.c.chat_id.in_(chat_ids), T.c.status == "published")
+                .order_by(T.c.id.desc()).limit(2000)).all()
+            for pid, ids in rows:
+                if str(message_id) in [str(i) for i in ids or []]:
+                    c.execute(update(T).where(T.c.id == pid).values(reactions=counts, updated_at=utcnow()))
+                    return pid
+            return None
+
+        return await self.store._write_sync(tx)
+
     async def mark_notified(self, post_id: int) -> bool:
         """True the first time only: the operator is told about a failure once."""
         stmt = update(T).where(T.c.id == post_id, T.c.notified.is_(False)).values(notified=True)

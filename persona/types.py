@@ -39,6 +39,9 @@ class IncomingMessage:
     chat_kind: Literal["private", "group", "channel"] = "private"
     chat_title: str | None = None
     reply_to_message_id: str | None = None
+    # the character's own words this message answers, when they matter for the reply: the
+    # post a comment is written under (a Telegram discussion group, a Discord reply)
+    quote: str | None = None
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
     raw: Any = field(default=None, compare=False, repr=False)

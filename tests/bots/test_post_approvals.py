@@ -74,3 +74,36 @@ async def test_the_operator_approves_rejects_and_regenerates_drafts_with_buttons
         assert await approvals.ask() == 1  # the new draft goes to the operator again
         assert again.text in tg.sent_to(OPERATOR)[-1].text
     assert made[0].due_at > datetime.now(timezone.utc) + timedelta(days=365)
+
+
+async def test_comments_under_a_post_are_answered_with_the_post_in_mind_and_reactions_are_counted(store, embedder, tg):  # noqa: F811
+    from persona.posts.publisher import Publisher
+    from tests.persona.test_posts import CHANNEL
+
+    group = -1005550001111
+    tg.add_channel(CHANNEL, "@midnightmenu")
+    mira = _mira()
+    await store.ensure_persona("mira", mira.name, {}, None)
+    posts = PostTable(store)
+    post = await Planner(store, posts, None).add(mira, "main", datetime.now(timezone.utc), approved=True,
+                                                 text="Auntie Lo's pork buns are back at the night market tonight!")
+    async with running(tg, store, embedder) as bot:
+        async def on_reactions(platform, chat_id, message_id, counts, username):
+            await posts.set_reactions(platform, [chat_id, f"@{username}"], message_id, counts)
+
+        bot.adapter.on_reactions = on_reactions
+        assert await Publisher(posts, {("telegram", "mira"): bot.adapter}).tick() == 1
+        [sent] = tg.channel_posts(CHANNEL)
+        fwd = tg.push_automatic_forward(group, CHANNEL, sent.result["message_id"])
+        tg.push_message(group, "Zoe", "are the pork buns spicy?", chat_type="supergroup",
+                        reply_to=fwd["message"]["message_id"], user_id=1001)
+        [answer] = await tg.wait_for_sent(1, chat_id=group)
+        tg.push_reaction_count(CHANNEL, sent.result["message_id"], {"👍": 12, "🔥": 3})
+        for _ in range(100):
+            if (await posts.get(post.id)).reactions:
+                break
+            await asyncio.sleep(0.05)
+    [comment] = [m for m in bot.seen if m.chat_id == str(group)]
+    assert comment.quote == post.text  # the reply was made knowing the post
+    assert answer.reply_to == int(comment.message_id)  # answered in the thread, under the comment
+    assert (await posts.get(post.id)).reactions == {"👍": 12, "🔥": 3}

@@ -394,6 +394,32 @@ class FakeTelegramServer:
                  "data": data}
         return self._queue("callback_query", query)
 
+    def push_automatic_forward(self, group_id: int, channel_id: int, message_id: int,
+                               group_title: str = "Comments") -> dict[str, Any]:
+        """The copy of channel post ``message_id`` that Telegram forwards into the channel's
+        linked discussion group, where people comment by replying to it."""
+        post = self._messages[(int(channel_id), int(message_id))]
+        channel = {k: v for k, v in self.channels[int(channel_id)].items() if not k.startswith("_")}
+        msg: dict[str, Any] = {
+            "message_id": self._next_message_id(group_id),
+            "from": {"id": 777000, "is_bot": False, "first_name": "Telegram"},
+            "sender_chat": channel,
+            "chat": {"id": group_id, "type": "supergroup", "title": group_title},
+            "date": int(time.time()),
+            "is_automatic_forward": True,
+            "forward_origin": {"type": "channel", "chat": channel, "message_id": int(message_id), "date": post["date"]},
+            **{k: post[k] for k in ("text", "caption", "photo") if k in post},
+        }
+        self._messages[(group_id, msg["message_id"])] = msg
+        return self._queue("message", msg)
+
+    def push_reaction_count(self, chat_id: int, message_id: int, counts: dict[str, int]) -> dict[str, Any]:
+        """Anonymous reactions on a channel post changed (Bot API ``message_reaction_count``)."""
+        chat = {k: v for k, v in self.channels[int(chat_id)].items() if not k.startswith("_")}
+        return self._queue("message_reaction_count", {
+            "chat": chat, "message_id": int(message_id), "date": int(time.time()),
+            "reactions": [{"type": {"type": "emoji", "emoji": e}, "total_count": n} for e, n in counts.items()]})
+
     def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         return self._messages.get((chat_id, message_id))
 
