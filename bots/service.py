@@ -485,7 +485,8 @@ def post_services(settings: Settings, svc, adapters: list):
             await adapter.send_text(admin, f"Post {post.id} ({post.channel}, {post.due_at:%a %d %b %H:%M} UTC): {line}\n"
                                            f"{post.text[:300]}")
 
-    publisher = Publisher(posts, by_key, planner=planner, lease=settings.posts_lease, notify=notify)
+    publisher = Publisher(posts, by_key, planner=planner, lease=settings.posts_lease, notify=notify,
+                          registry=m.registry)
     return planner, publisher, PostApprovals(posts, planner, m.registry, by_key, admins)
 
 

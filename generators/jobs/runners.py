@@ -146,11 +146,13 @@ def video_runner(video, voice) -> Runner:
             profile = VoiceProfile(**params["profile"]) if params.get("profile") else None
         except (TypeError, ConsentError) as exc:
             raise JobInputError(f"the voice profile is not usable: {exc}", "unconfigured") from exc
-        await progress(0.1, "recording")
         backend = voice.backend
+        layout = params.get("layout") or "video"
+        if layout == "news":
+            return await _news(params, portrait, profile, backend, progress)
+        await progress(0.1, "recording")
         audio = await asyncio.to_thread(backend.synthesize, text, profile, language=params.get("language") or "en")
         await progress(0.4, "filming")
-        layout = params.get("layout") or "video"
         frame = {"video": "square", "square": "square", "selfie": "selfie", "note": "note"}.get(layout)
         if frame is None:
             raise JobInputError(f"unknown video layout {layout!r}")
@@ -172,5 +174,36 @@ def video_runner(video, voice) -> Runner:
                            "height": meta["height"], "thumbnail": meta["thumbnail"], "generator": meta["generator"],
                            "seed": meta["seed"], "metadata": {"text": text, "fps": meta["fps"],
                                                               "faces_found": meta["faces_found"]}}]}
+
+    async def _news(params, portrait, profile, backend, progress) -> dict[str, Any]:
+        """A news bulletin (a scheduled news post): the anchor reads ``params["items"]``."""
+        from generators.video.news import NewsItem, news_video
+
+        raw = params.get("items")
+        if not isinstance(raw, list) or not raw:
+            raise JobInputError("a news bulletin needs its items")
+        items = [NewsItem(str(i.get("headline") or "News")[:90], str(i.get("text") or "")) for i in raw
+                 if isinstance(i, dict) and (i.get("text") or i.get("headline"))]
+        language = params.get("language") or "en"
+        await progress(0.1, "on air")
+
+        def speak(t: str):
+            return backend.synthesize(t, profile, language=language), backend.sample_rate
+
+        key = hashlib.sha256(f"{portrait}|news|{raw}|{params.get('seed')}".encode()).hexdigest()[:20]
+        out_dir = Path(getattr(video, "out_dir", Path(portrait).parent))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            meta = await asyncio.to_thread(news_video, portrait, items, speak, out_dir / f"news-{key}.mp4",
+                                           height=int(params.get("height") or 720), seed=int(params.get("seed") or 0),
+                                           channel=str(params.get("channel") or "NEWS"),
+                                           cache_dir=getattr(video, "cache_dir", None))
+        except VideoInputError as exc:
+            raise JobInputError(str(exc), "noface" if "face" in str(exc) else "unreadable") from exc
+        await progress(0.95, "saving")
+        return {"files": [{"kind": "video", "path": meta["path"], "mime": "video/mp4", "duration": meta["duration"],
+                           "width": meta["width"], "height": meta["height"], "thumbnail": meta.get("thumbnail"),
+                           "generator": "vchar-lite-news", "seed": params.get("seed"),
+                           "metadata": {"items": len(items)}}]}
 
     return run

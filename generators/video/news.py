@@ -172,11 +172,13 @@ def news_video(portrait: str | Path, items: list[NewsItem], speak: Callable[[str
 
 
 def read_feed(source: str, limit: int = 5) -> list[NewsItem]:
-    """The newest items of an RSS 2.0 or Atom feed (a URL or a file), the HTML taken out:
-    headline = title, text = the summary's first sentences (the words a model may rewrite)."""
+    """The newest items of an RSS or Atom feed (a URL or a file, parsed by feedparser), the
+    HTML taken out: headline = title, text = the summary's first sentences (the words a
+    model may rewrite)."""
     import html
     import re
-    import xml.etree.ElementTree as ET
+
+    import feedparser
 
     if re.match(r"^https?://", source):
         import httpx
@@ -192,22 +194,20 @@ def read_feed(source: str, limit: int = 5) -> list[NewsItem]:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise VideoInputError(f"cannot read the feed {source}: {exc}") from exc
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise VideoInputError(f"{source} is not an RSS or Atom feed: {exc}") from exc
+    parsed = feedparser.parse(data)  # bytes: never fetched again by feedparser itself
+    if not parsed.entries and (parsed.bozo or not parsed.get("version")):
+        why = parsed.get("bozo_exception") or "no RSS or Atom items"
+        raise VideoInputError(f"{source} is not an RSS or Atom feed: {why}")
 
     def plain(t: str | None) -> str:
-        t = re.sub(r"<[^>]+>", " ", html.unescape(t or ""))  # feeds escape their HTML: unescape, strip tags
+        t = re.sub(r"<[^>]+>", " ", html.unescape(t or ""))
         t = re.sub(r"\s+", " ", html.unescape(t)).strip()
         return re.sub(r"\s+([.,!?;:])", r"\1", t)  # "<b>six</b>." reads "six."
 
-    atom = "{http://www.w3.org/2005/Atom}"
-    entries = root.findall(".//item") or root.findall(f".//{atom}entry")
     items = []
-    for e in entries[:limit]:
-        title = plain(e.findtext("title") or e.findtext(f"{atom}title"))
-        body = plain(e.findtext("description") or e.findtext(f"{atom}summary") or e.findtext(f"{atom}content"))
+    for e in parsed.entries[:limit]:
+        title = plain(e.get("title"))
+        body = plain(e.get("summary") or (e.get("content") or [{}])[0].get("value"))
         sentences = re.split(r"(?<=[.!?])\s+", body)
         text = " ".join(sentences[:2]).strip() or title
         if title or text:

@@ -15,7 +15,8 @@ posts:
   pillars:                     # what the posts are about, and how often each
     - {topic: the night market's best stall this week, weight: 3}
     - {topic: what is in the sky tonight, weight: 1}
-  formats: {text: 3, selfie: 1, voice: 1}
+  formats: {text: 3, selfie: 1, voice: 1}   # text, selfie, voice, song, video, news
+  feed: https://example.org/rss.xml          # what a news post reads, at post time
 ```
 
 Slots are wall-clock times in the zone, stored as UTC instants. A day's slot is made once
@@ -75,6 +76,7 @@ class Slot(_Model):
     at: str | None = None  # "HH:MM"
     cron: str | None = None
     format: Literal[FORMATS] | None = None  # type: ignore[valid-type]  # fixed; else the plan's mix
+    feed: str | None = Field(default=None, max_length=2000)  # a news slot's RSS/Atom feed (default: the plan's)
 
     @field_validator("days", mode="before")
     @classmethod
@@ -121,6 +123,8 @@ class PostPlan(_Model):
     pillars: list[Pillar] = Field(default_factory=list, max_length=100)
     formats: dict[Literal[FORMATS], float] = Field(default_factory=lambda: {"text": 1.0})  # type: ignore[valid-type]
     repeat_window_days: int = Field(default=14, ge=0, le=365)  # no two posts alike within this
+    feed: str | None = Field(default=None, max_length=2000)  # the news format's RSS/Atom feed (URL or file)
+    news_items: int = Field(default=3, ge=1, le=10)  # items per bulletin
 
     @field_validator("zone")
     @classmethod
@@ -144,6 +148,9 @@ class PostPlan(_Model):
             if s.channel not in self.channels:
                 raise ValueError(f"the slot's channel {s.channel!r} is not among the channels: "
                                  f"{', '.join(self.channels) or 'none defined'}")
+            news = s.format == "news" or (s.format is None and self.formats.get("news", 0) > 0)
+            if news and not (s.feed or self.feed):
+                raise ValueError("news posts read a feed: give feed: URL_OR_FILE (for the plan or the slot)")
         return self
 
     @property
@@ -164,6 +171,7 @@ class SlotTime:
     at: datetime  # UTC
     local: datetime  # the wall-clock time it was planned for (naive, in the plan's zone)
     format: str | None
+    feed: str | None = None
 
     @property
     def key(self) -> str:
@@ -198,5 +206,5 @@ def slot_times(plan: PostPlan, start: datetime, end: datetime) -> list[SlotTime]
         for naive in naive_times:
             at = localize(naive, tz)
             if start <= at < end:
-                out.setdefault((slot.channel, at), SlotTime(slot.channel, at, naive, slot.format))
+                out.setdefault((slot.channel, at), SlotTime(slot.channel, at, naive, slot.format, slot.feed or plan.feed))
     return sorted(out.values(), key=lambda s: (s.at, s.channel))

@@ -21,7 +21,7 @@ from persona.posts.plan import FORMATS, Channel, PostPlan, SlotTime, slot_times
 log = logging.getLogger(__name__)
 
 SIMILAR = 0.55  # word overlap (Jaccard) above which two posts are "alike"
-MEDIA_KIND = {"selfie": "image", "voice": "voice", "song": "music", "video": "video"}
+MEDIA_KIND = {"selfie": "image", "voice": "voice", "song": "music", "video": "video"}  # news: see prepare_news
 
 # The lite planner's templates: it has no language model, so it says what a template can.
 OPENERS = ("Quick one from me today:", "Okay, confession time.", "Can we talk about this for a second?",
@@ -169,10 +169,15 @@ class Planner:
             if slot.key in existing:
                 continue
             topic, fmt = self._topic_and_format(persona, plan, slot)
-            drafted = await self.write(persona, topic, fmt, slot.key, recent)
+            if fmt == "news":  # read at post time: the draft says where from
+                drafted = Drafted(f"News bulletin from {slot.feed}: the newest items, read when it is due.",
+                                  "news-feed", "news", fmt)
+            else:
+                drafted = await self.write(persona, topic, fmt, slot.key, recent)
             row = await self._store(persona, db_id, plan.channels[slot.channel], slot.channel, slot.at, drafted,
                                     approved=not plan.approval, zone=plan.zone, slot_key=slot.key,
-                                    grace=plan.grace_minutes)
+                                    grace=plan.grace_minutes,
+                                    extra={"feed": slot.feed, "news_items": plan.news_items} if fmt == "news" else None)
             if row is not None:
                 recent.append(drafted.text)
                 made.append(row)
@@ -227,9 +232,10 @@ class Planner:
         return row
 
     async def _store(self, persona: Persona, db_id: int, ch: Channel, name: str, at: datetime, d: Drafted, *,
-                     approved: bool, zone: str, slot_key: str | None, grace: float) -> PostRow | None:
+                     approved: bool, zone: str, slot_key: str | None, grace: float,
+                     extra: dict | None = None) -> PostRow | None:
         content = {"text": d.text, "format": d.format, "topic": d.topic, "generator": d.generator, "media": [],
-                   "grace_minutes": grace, "persona": persona.id}
+                   "grace_minutes": grace, "persona": persona.id, **(extra or {})}
         wants_media = d.format in MEDIA_KIND
         status = "draft" if wants_media else ("approved" if approved else "pending")
         content["approve_when_ready"] = approved
@@ -247,7 +253,7 @@ class Planner:
         from generators.image.base import seed_for
 
         fmt, text = post.format, post.text
-        kind = MEDIA_KIND.get(fmt)
+        kind = "video" if fmt == "news" else MEDIA_KIND.get(fmt)
         if kind is None or not self.media.get(kind):
             return None
         profile = None
@@ -277,6 +283,13 @@ class Planner:
             if portrait is None:
                 return None
             return "video", {"portrait": portrait, "text": text[:600], "profile": prof, "layout": "selfie",
+                             "language": (profile.language if profile else None) or persona.language or "en",
+                             "seed": seed}
+        if fmt == "news":
+            if portrait is None or not self.media.get("video"):
+                return None
+            return "video", {"portrait": portrait, "layout": "news", "items": post.content.get("items") or [],
+                             "text": "news", "profile": prof, "channel": persona.name.upper()[:30],
                              "language": (profile.language if profile else None) or persona.language or "en",
                              "seed": seed}
         if fmt == "song":
@@ -311,6 +324,41 @@ class Planner:
             except Exception as exc:  # noqa: BLE001 - the table is the truth; workers look anyway
                 log.warning("post %d: the job bell did not ring (%s)", post.id, exc)
         return await self.posts.change(post.id, job_id=job.id)
+
+    async def prepare_news(self, registry, *, now: datetime | None = None, lead: float = 600.0) -> int:
+        """News posts due within ``lead`` seconds: the feed read now, its newest items the
+        post's text, and (where video is set up and the anchor has a face) the bulletin
+        filmed by a video job; the post waits for it as a draft. Returns how many."""
+        from generators.video import VideoInputError
+        from generators.video.news import read_feed
+
+        now = now or datetime.now(timezone.utc)
+        n = 0
+        for post in await self.posts.list(status=["pending", "approved"], end=now + timedelta(seconds=lead), limit=200):
+            c = post.content
+            if post.format != "news" or c.get("news_read") or not c.get("feed"):
+                continue
+            try:
+                persona = registry.get(str(c.get("persona")))
+                items = await asyncio.to_thread(read_feed, str(c["feed"]), int(c.get("news_items") or 3))
+            except (LookupError, VideoInputError) as exc:
+                await self.posts.change(post.id, from_states=("pending", "approved"), status="failed",
+                                        error=f"the news feed could not be read: {exc}")
+                continue
+            text = "\n\n".join(f"{it.headline}\n{it.text}" for it in items)
+            approved = post.status == "approved"
+            content = {**c, "text": text[:3900], "news_read": now.isoformat(), "approve_when_ready": approved,
+                       "items": [{"headline": it.headline, "text": it.text} for it in items]}
+            spec = self.media_params(persona, dataclasses.replace(post, content=content)) if self.jobs else None
+            if spec is None:
+                content["media_note"] = "no video (or no face) here: the bulletin went out as text"
+                await self.posts.set_content(post.id, content, from_states=("pending", "approved"))
+            else:
+                row = await self.posts.set_content(post.id, content, from_states=("pending", "approved"), status="draft")
+                if row is not None:
+                    await self._ask_media(persona, row)
+            n += 1
+        return n
 
     async def collect_media(self) -> int:
         """Drafts whose media job finished: the files attached and the post moved on

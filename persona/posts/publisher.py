@@ -81,8 +81,9 @@ class Publisher:
     def __init__(self, posts: PostTable, adapters: dict[tuple[str, str], Any], *, planner=None,
                  worker: str | None = None, lease: float = LEASE, max_attempts: int = 4,
                  notify: Callable[[PostRow, str], Awaitable[None]] | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, registry=None):
         self.posts, self.adapters, self.planner = posts, adapters, planner
+        self.registry = registry  # the personas: news posts read their feed shortly before they are due
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.lease, self.max_attempts = lease, max_attempts
         self.notify = notify
@@ -102,6 +103,8 @@ class Publisher:
                 await self._tell(post, "I'm not sure this post went out (the service stopped while sending): "
                                        "please check the channel.")
         if self.planner is not None:
+            if self.registry is not None:
+                await self.planner.prepare_news(self.registry, now=now)
             await self.planner.collect_media()
         n = 0
         claimed = await self.posts.claim_due(self.worker, self.lease, now=now)

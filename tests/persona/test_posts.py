@@ -278,3 +278,55 @@ async def test_a_discord_announcement_post_is_sent_and_crossposted(store, tmp_pa
         assert sent.content == "New episode tonight: the noodle stall!" and sent.files
         assert fake.crossposts == [sent.id]
         assert (await posts.get(post.id)).message_ids == [sent.id]
+
+
+async def test_a_news_post_reads_its_feed_when_due_and_goes_out_as_the_anchors_bulletin(store, tg, tmp_path):  # noqa: F811
+    from db.jobs import JobTable
+    from generators.jobs import Worker
+    from generators.jobs.runners import video_runner
+    from generators.video.lite import LiteVideo
+    from generators.voice import VoiceGenerator, build_voice_backend
+    from persona.media import MediaJobs
+
+    feed = tmp_path / "feed.xml"
+    feed.write_text("""<?xml version="1.0"?><rss version="2.0"><channel><title>Lanternport</title>
+<item><title>Night market opens late</title><description>Stalls stay open until two on Friday.</description></item>
+</channel></rss>""")
+    tg.add_channel(CHANNEL, "@midnightmenu")
+    mira = _mira(formats={"news": 1}, feed=str(feed), news_items=1,
+                 slots=[{"channel": "main", "at": "19:30"}])
+    await _persona_row(store, mira)
+    posts, table = PostTable(store), JobTable(store)
+    media = MediaJobs(store, table)
+    voice = VoiceGenerator(build_voice_backend("lite", cache_dir=tmp_path / "vcache"), tmp_path / "notes")
+    video = LiteVideo(tmp_path / "video")
+    worker = Worker(table, {"video": video_runner(video, voice)}, on_done=media.on_done, on_failed=media.on_failed)
+    planner = Planner(store, posts, None, jobs=table, media={"video": True})
+    now = datetime.now(UTC)
+    post = await planner.add(mira, "main", now, fmt="news", text="(news)")
+    # a one-off news post carries the plan's feed the way a planned one does
+    await posts.set_content(post.id, {**post.content, "feed": str(feed), "news_items": 1})
+    async with running(tg, handler=lambda m: asyncio.sleep(0)) as bot:
+        pub = Publisher(posts, {("telegram", "mira"): bot.adapter}, planner=planner, registry=_Reg(mira))
+        await posts.change(post.id, status="approved")
+        assert await pub.tick() == 0  # the feed is read; the bulletin is being filmed
+        row = await posts.get(post.id)
+        assert row.status == "draft" and "Night market opens late" in row.text
+        assert await worker.run_one()
+        assert await pub.tick() == 1
+    [clip] = tg.channel_posts(CHANNEL)
+    assert clip.method == "sendVideo" and clip.result["video"]["width"] == 1280
+    assert "Stalls stay open until two on Friday." in clip.fields["caption"]
+
+
+class _Reg:
+    def __init__(self, persona):
+        self.persona = persona
+
+    def get(self, name):
+        return self.persona
+
+
+def test_a_news_plan_needs_a_feed():
+    with pytest.raises(ValidationError, match="feed"):
+        PostPlan(**_plan(formats={"news": 1}))
