@@ -86,6 +86,14 @@ def _local(post, fmt: str = "%a %d %b %H:%M") -> str:
     return post.due_at.astimezone(zone).strftime(fmt) + f" {post.zone or 'UTC'}"
 
 
+def _where(post) -> str:
+    """The chat, a webhook's secret token left out."""
+    chat = str(post.chat_id or "")
+    if post.platform == "discord-webhook":
+        return chat.rsplit("/", 1)[0] + "/***"
+    return chat
+
+
 def _table(rows, title: str) -> Table:
     t = Table("id", "when", "channel", "format", "state", "text", title=title)
     for p in rows:
@@ -156,7 +164,7 @@ def show_command(post_id: int = typer.Argument(...)) -> None:
     """Everything about one post."""
     post = _post_or_fail(_run(lambda ctx: ctx.posts.get(post_id)), post_id)
     lines = [f"post {post.id}: {post.status}", f"when: {_local(post, '%Y-%m-%d %H:%M')} ({post.due_at:%Y-%m-%d %H:%M} UTC)",
-             f"channel: {post.channel} ({post.platform} {post.chat_id})", f"format: {post.format}",
+             f"channel: {post.channel} ({post.platform} {_where(post)})", f"format: {post.format}",
              f"topic: {post.content.get('topic') or ''}", f"written by: {post.content.get('generator') or ''}"]
     for f in post.content.get("media") or []:
         lines.append(f"media: {f.get('kind')} {f.get('path')}")

@@ -472,6 +472,16 @@ def post_services(settings: Settings, svc, adapters: list):
     planner = Planner(svc.store, posts, m.text, jobs=svc.jobs, voices_root=settings.voices_dir, media=media,
                       bell=svc.media.bell if svc.media is not None else None)
     by_key = {(a.platform, m.registry.get(a.persona).id): a for a in adapters}
+    if any(ch.platform == "discord-webhook" for p in m.registry if p.posts for ch in p.posts.channels.values()):
+        from bots.discord_webhook import DiscordWebhookPoster
+
+        def name_of(pid: str) -> str:
+            try:
+                return m.registry.get(pid).name
+            except LookupError:
+                return pid
+
+        by_key[("discord-webhook", "*")] = DiscordWebhookPoster(name_of, api_url=settings.discord_api_url)
     admins = admin_ids(settings)
 
     async def notify(post, line: str) -> None:
@@ -586,6 +596,7 @@ async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event
     """Plan the personas' coming slots now and every ``posts_plan_every`` seconds, and
     publish what is due every ``posts_poll`` seconds, until ``stop``."""
     planner, publisher, approvals = post_services(settings, svc, adapters)
+
     async def on_reactions(platform: str, chat_id: str, message_id: str, counts: dict, username: str | None) -> None:
         chats = [chat_id] + ([f"@{username}"] if username else [])
         post_id = await planner.posts.set_reactions(platform, chats, message_id, counts)
@@ -595,7 +606,15 @@ async def run_posts(settings: Settings, svc, adapters: list, stop: asyncio.Event
     for adapter in adapters:
         adapter.on_choice = approvals.on_choice
         adapter.on_reactions = on_reactions
-    registry = svc.manager.registry
+    try:
+        await _run_posts(settings, planner, publisher, approvals, svc.manager.registry, stop)
+    finally:
+        hook = publisher.adapters.get(("discord-webhook", "*"))
+        if hook is not None:
+            await hook.disconnect()
+
+
+async def _run_posts(settings: Settings, planner, publisher, approvals, registry, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     next_plan = 0.0
     while not stop.is_set():

@@ -198,6 +198,7 @@ class FakeDiscordServer:
         self._nonces: dict[tuple[str, str], str] = {}  # (channel, nonce) -> message id
         self.edits: list[tuple[str, str]] = []  # (message id, new content) of PATCHed messages
         self.crossposts: list[str] = []  # message ids published to an announcement channel's followers
+        self.webhooks: dict[str, dict[str, Any]] = {}  # webhook id -> {token, channel_id, name}
         self.nonce_repeats = 0  # creates answered with an earlier message because of their nonce
         self.typing: list[str] = []  # channel ids, one per POST /typing
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> last bulk overwrite
@@ -762,6 +763,14 @@ class FakeDiscordServer:
                               "last_message_id": None, "rate_limit_per_user": 0}
         return cid
 
+    def add_webhook(self, channel_id: str, name: str = "Captain Hook") -> str:
+        """A channel webhook (Discord: Integrations > Webhooks); returns its URL, which posts
+        under any name and avatar the sender gives."""
+        wid = self.new_id()
+        token = secrets.token_urlsafe(51)[:68]
+        self.webhooks[wid] = {"id": wid, "token": token, "channel_id": channel_id, "name": name}
+        return f"https://discord.com/api/webhooks/{wid}/{token}"
+
     def channel_messages(self, channel_id: str) -> list[SentMessage]:
         return [m for m in self.sent if m.channel_id == channel_id]
 
@@ -874,6 +883,16 @@ class FakeDiscordServer:
 
     async def _followup(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
+        hook = self.webhooks.get(request.match_info["app_id"])
+        if hook is not None:  # executing a channel webhook
+            if hook["token"] != token:
+                return _error(401, "Invalid Webhook Token", 50027)
+            payload, files, multipart = await self._read_message_body(request)
+            resp = self._store_message(hook["channel_id"], payload, files, multipart, via="webhook", token=token)
+            self.sent[-1].payload.setdefault("username", hook["name"])
+            if request.query.get("wait") not in ("true", "True", "1"):
+                return web.Response(status=204)
+            return resp
         inter = self.interactions.get(token)
         if inter is None or request.match_info["app_id"] != self.application_id:
             return _error(404, "Unknown Webhook", 10015)

@@ -330,3 +330,25 @@ class _Reg:
 def test_a_news_plan_needs_a_feed():
     with pytest.raises(ValidationError, match="feed"):
         PostPlan(**_plan(formats={"news": 1}))
+
+
+async def test_a_post_through_a_discord_webhook_appears_under_the_characters_name(store, tmp_path):
+    from bots.discord_webhook import DiscordWebhookPoster
+    from tests.fakes.discord_server import FakeDiscordServer
+
+    async with FakeDiscordServer(bot_name="Mira") as fake:
+        url = fake.add_webhook(fake.channel_id)
+        mira = _mira(channels={"main": {"platform": "telegram", "chat": "@midnightmenu"},
+                               "hook": {"platform": "discord-webhook", "chat": url}})
+        posts = PostTable(store)
+        await _persona_row(store, mira)
+        post = await Planner(store, posts, None).add(mira, "hook", datetime.now(UTC), text="Live from the pier!",
+                                                     approved=True)
+        poster = DiscordWebhookPoster(lambda pid: "Mira Vale", api_url=fake.api_url)
+        try:
+            assert await Publisher(posts, {("discord-webhook", "*"): poster}).tick() == 1
+        finally:
+            await poster.disconnect()
+        [sent] = fake.channel_messages(fake.channel_id)
+        assert sent.content == "Live from the pier!" and sent.payload["username"] == "Mira Vale" and sent.via == "webhook"
+        assert (await posts.get(post.id)).message_ids == [sent.id]
