@@ -372,13 +372,15 @@ class Planner:
             job = await self.jobs.get(post.job_id)
             if job is None or job.status in ("queued", "running"):
                 continue
-            if job.status == "done":
-                files = [f for f in (job.result or {}).get("files", []) if isinstance(f, dict) and f.get("path")]
+            files = [f for f in (job.result or {}).get("files", []) if isinstance(f, dict) and f.get("path")
+                     and Path(f["path"]).is_file()]
+            if job.status == "done" and files:
                 content = {**post.content, "media": files}
                 status = "approved" if post.content.get("approve_when_ready") else "pending"
                 await self.posts.set_content(post.id, content, status=status, from_states=("draft",))
             else:
+                why = job.error or ("the job gave no file" if job.status == "done" else job.status)
                 await self.posts.change(post.id, from_states=("draft",), status="failed",
-                                        error=f"its {post.format} could not be made: {job.error or job.status}")
+                                        error=f"its {post.format} could not be made: {why}")
             n += 1
         return n
