@@ -374,6 +374,15 @@ class DiscordAdapter(Adapter):
             return ref.message_id is not None and ref.message_id in self._sent_ids
         return False
 
+    def _quote(self, message: discord.Message) -> str | None:
+        """The character's own message (a post, say) that this one replies to, in a server."""
+        ref = message.reference
+        resolved = ref.resolved if ref is not None else None
+        if (message.guild is None or not isinstance(resolved, discord.Message) or self.bot_id is None
+                or resolved.author.id != self.bot_id):
+            return None
+        return (resolved.content or "")[:4000] or None
+
     def _clean_text(self, message: discord.Message) -> str:
         me = self.bot_id
         text = re.sub(rf"<@!?{me}>", "", message.content) if me else message.content
@@ -420,6 +429,7 @@ class DiscordAdapter(Adapter):
             chat_kind="private" if private else "group",
             chat_title=None if private else f"{message.guild.name} #{getattr(channel, 'name', '')}",
             reply_to_message_id=str(message.reference.message_id) if message.reference and message.reference.message_id else None,
+            quote=self._quote(message),
             attachments=attachments,
             sent_at=message.created_at,
             raw=message,

@@ -258,8 +258,8 @@ class PersonaManager:
             scan = [h.text for h in history[-4:]] + [said]
             # in a worker thread: a big book's scan must not hold up other chats
             lore = tuple(e.content for e in await asyncio.to_thread(triggered_entries, persona.lorebook, scan))
-        if msg.quote:  # a comment under the character's post: the post is what they talk about
-            lore = (*lore, f"{user_name} is commenting on this post of {persona.name}'s: \"{msg.quote[:1500]}\"")
+        if msg.quote:  # a comment under the character's post (or a reply to its words): what they talk about
+            lore = (*lore, f"{user_name} is answering this, which {persona.name} posted: \"{msg.quote[:1500]}\"")
         examples = persona.examples(user_name)  # parsed once, for the prompt and for the lite backend
         system = system_prompt(persona, user_name, facts=facts, lore=lore, examples=examples,
                                relationship_note=self._relationship_note(incoming, user_name))

@@ -40,7 +40,8 @@ class IncomingMessage:
     chat_title: str | None = None
     reply_to_message_id: str | None = None
     # the character's own words this message answers, when they matter for the reply: the
-    # post a comment is written under (a Telegram discussion group, a Discord reply)
+    # post a comment is written under (a Telegram discussion group), or the character's
+    # message a Discord reply in a server answers
     quote: str | None = None
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None

@@ -352,3 +352,36 @@ async def test_a_post_through_a_discord_webhook_appears_under_the_characters_nam
         [sent] = fake.channel_messages(fake.channel_id)
         assert sent.content == "Live from the pier!" and sent.payload["username"] == "Mira Vale" and sent.via == "webhook"
         assert (await posts.get(post.id)).message_ids == [sent.id]
+
+
+async def test_a_reply_to_the_characters_discord_post_carries_the_post(store):
+    from tests.bots.test_discord import Bots
+    from tests.fakes.discord_server import FakeDiscordServer
+
+    async with FakeDiscordServer(bot_name="Mira") as fake:
+        mira = _mira(channels={"main": {"platform": "telegram", "chat": "@midnightmenu"},
+                               "server": {"platform": "discord", "chat": fake.channel_id}})
+        posts = PostTable(store)
+        await _persona_row(store, mira)
+        await Planner(store, posts, None).add(mira, "server", datetime.now(UTC), text="Comet spotted over the pier!",
+                                              approved=True)
+        seen = []
+
+        async def handler(msg):
+            seen.append(msg)
+
+        bots = Bots(fake)
+        try:
+            adapter = await bots.start(handler)
+            assert await Publisher(posts, {("discord", "mira"): adapter}).tick() == 1
+            [post] = fake.channel_messages(fake.channel_id)
+            fake.push_message(None, "Zoe", "where exactly?", reply_to=post.id)
+            for _ in range(200):
+                if seen:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            for a in bots.adapters:
+                await a.stop()
+    [msg] = seen
+    assert msg.quote == "Comet spotted over the pier!" and msg.text == "where exactly?"
