@@ -11,6 +11,14 @@ speech's loudness envelope at the best lag within 80 ms (target >= 0.6), the sha
 frames where the face was found, and the jitter of the fixed points (forehead, nose
 bridge) from frame to frame, in pixels (the head's seeded motion included); and the mouth
 width's correlation with the speech's second formant (the visemes' spread and rounding).
+
+    .venv/bin/python bench/video.py --musetalk PATH|tiny|full-size [--device cpu|cuda]
+
+then also times the neural tier (``generators.video.neural``: MuseTalk over the lite head)
+on the same speech: frames per second rendered, lip-synced and encoded, the weights' load
+time, the peak GPU memory; and re-measures its lip sync the same way. PATH is a folder in
+MuseTalk's layout (or a hub id); ``tiny`` builds tiny random weights, ``full-size`` random
+weights of the published shapes (timing only: random weights do not lip-sync).
 """
 
 from __future__ import annotations
@@ -113,6 +121,42 @@ def main(args) -> None:
           f"(target >= 0.6); face found on {m['found']:.0%} of frames; fixed-point jitter {m['jitter']:.2f} px a frame")
     print(f"  visemes: mouth width (mediapipe) vs the speech's second formant (linear prediction), same frame: "
           f"r = {m['width_r']:.2f} (spread for \"ee\", rounded for \"oo\")")
+    if args.musetalk:
+        musetalk(args, tmp, media / "mira-portrait.png", audio, sr)
+
+
+def musetalk(args, tmp: Path, portrait: Path, audio: np.ndarray, sr: int) -> None:
+    import torch
+
+    from generators.video import neural
+
+    source = args.musetalk
+    if source in ("tiny", "full-size"):
+        from tests.generators.video.test_neural import save_tiny_musetalk
+
+        t0 = time.perf_counter()
+        source = str(save_tiny_musetalk(tmp / "musetalk" / "models", full_size=source == "full-size"))
+        print(f"  ({args.musetalk} random MuseTalk weights written in {time.perf_counter() - t0:.1f} s)")
+    video = neural.MuseTalkVideo(tmp / "neural", model=source, device=args.device)
+    t0 = time.perf_counter()
+    model = video.load()
+    load = time.perf_counter() - t0
+    if model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    video.make(portrait, audio[: int(sr * 1.0)], sr, size=args.size, fps=args.fps, name="warm")  # first calls
+    meta = video.make(portrait, audio, sr, size=args.size, fps=args.fps, seed=1, name="say")
+    n, dt = meta["frames"], meta["seconds"]
+    gpu = (f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+           if model.device.type == "cuda" else "")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"musetalk {model.version} ({args.musetalk}), {args.size}x{args.size}, {n} frames, {model.device} "
+          f"{str(model.dtype).replace('torch.', '')}, {meta['batch']} frames a UNet call")
+    print(f"  rendered, lip-synced and encoded {n / dt:.1f} frames a second; {dt / (n / args.fps):.3f} s of work per "
+          f"second of video; weights loaded in {load:.1f} s{gpu}; peak resident memory {peak:.0f} MB")
+    m = lip_sync(Path(meta["path"]), audio, sr)
+    print(f"  lip sync (mediapipe on the output): r = {m['corr']:.2f}; face found on {m['found']:.0%} of frames; "
+          f"fixed-point jitter {m['jitter']:.2f} px a frame" + (" (random weights: no sync expected)"
+                                                              if args.musetalk in ("tiny", "full-size") else ""))
 
 
 if __name__ == "__main__":
@@ -120,4 +164,6 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--fps", type=float, default=25.0)
+    ap.add_argument("--musetalk", default=None, help="also time MuseTalk: a weights folder, a hub id, tiny or full-size")
+    ap.add_argument("--device", default="auto", help="the neural tier's device: auto, cpu or cuda")
     main(ap.parse_args())

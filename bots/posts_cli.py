@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from bots.voice_cli import _fail, _persona, _settings, err, out
+from bots.voice_cli import _fail, _persona, _settings, out
 
 posts_app = typer.Typer(help="Scheduled posts: plan, review, approve, publish.", no_args_is_help=True)
 SHOWN_STATES = "draft, pending, approved, publishing, published, failed, unconfirmed, rejected or missed"

@@ -85,7 +85,7 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
         from generators.voice import VoiceSettings
 
         return (Offsite("image", ImageSettings().backend), Offsite("voice", VoiceSettings().voice_backend),
-                Offsite("music", s.music_backend), Offsite("video", "lite"))
+                Offsite("music", s.music_backend), Offsite("video", s.video_backend))
     if image is None:
         from bots.image_cli import build_from_settings
         from bots.settings import ImageSettings
@@ -116,10 +116,18 @@ def media_backends(s: Settings, image=None, *, offsite: bool = False):
         log.error("music backend not available, songs are off: %s", exc)
     video = None
     if voice is not None:  # a clip speaks: it needs a voice backend
-        from generators.video.lite import LiteVideo
-
-        video = LiteVideo(s.media_dir / "video", cache_dir=s.data_dir / "cache" / "faces")
+        try:
+            video = video_backend(s)
+        except Exception as exc:  # videos are optional
+            log.error("video backend not available, videos are off: %s", exc)
     return image, voice, music, video
+
+
+def video_backend(s: Settings):
+    from generators.video import build_video_backend
+
+    return build_video_backend(s.video_backend, out_dir=s.media_dir / "video", cache_dir=s.data_dir / "cache" / "faces",
+                               model=s.video_model, device=s.video_device, accept_license=s.video_accept_license)
 
 
 async def run_worker(settings: Settings, kinds: list[str] | None, stop: asyncio.Event | None = None,

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
                                 "(CUDA graphs; the first song compiles for a minute).")
     music_batch: int = Field(default=1, ge=1, le=16, description="musicgen: songs made at once share one batch "
                              "(the worker runs this many music jobs at a time); a seed then no longer fixes the song.")
+    video_backend: Literal["lite", "musetalk"] = Field(
+        default="lite", description="Talking heads: lite (CPU, no weights) or musetalk (MuseTalk redraws the mouth).")
+    video_model: str | None = Field(default=None, description="musetalk: a folder in MuseTalk's models/ layout, or a "
+                                    "hub id (default TMElyralab/MuseTalk).")
+    video_device: str | None = Field(default=None, description="musetalk: cuda or cpu (default: CUDA when present).")
+    video_accept_license: bool = Field(default=False, description="MuseTalk's weights are published under CreativeML "
+                                       "OpenRAIL-M (use restrictions to pass on): set 1 to accept.")
     music_soundfont: Path | None = Field(default=None, description="A General MIDI .sf2 for the lite music "
                                          "(default: Debian's FluidR3_GM, else pretty-midi's TimGM6mb).")
     text_model: str | None = Field(default=None, description="Model id or folder (transformers) or model name (openai).")

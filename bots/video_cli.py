@@ -52,11 +52,23 @@ def say_command(
         samples, sr = _speak(settings, p, text)
     else:
         _fail("give the TEXT to say, or --audio FILE")
+    from generators.video import VideoError, build_video_backend
+
     try:
         with out.status(f"{p.name} is on camera..."):
-            meta = say_video(portrait, samples, sr, output, size=size, fps=fps, seed=seed,
-                             cache_dir=settings.data_dir / "cache" / "faces", layout=layout, smooth_to=smooth_to)
-    except VideoInputError as exc:
+            if settings.video_backend == "lite":
+                meta = say_video(portrait, samples, sr, output, size=size, fps=fps, seed=seed,
+                                 cache_dir=settings.data_dir / "cache" / "faces", layout=layout, smooth_to=smooth_to)
+            else:
+                if output.suffix.lower() != ".mp4":
+                    _fail(f"{output} must end in .mp4")
+                backend = build_video_backend(settings.video_backend, out_dir=output.parent,
+                                              cache_dir=settings.data_dir / "cache" / "faces",
+                                              model=settings.video_model, device=settings.video_device,
+                                              accept_license=settings.video_accept_license)
+                meta = backend.make(portrait, samples, sr, size=size, fps=fps, seed=seed, name=output.stem,
+                                    layout=layout, smooth_to=smooth_to)
+    except (VideoInputError, VideoError) as exc:
         _fail(str(exc))
     if meta["faces_found"] > 1:
         err.print(f"[yellow]note:[/yellow] {meta['faces_found']} faces in the portrait: the largest one speaks")
