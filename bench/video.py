@@ -164,6 +164,7 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--fps", type=float, default=25.0)
-    ap.add_argument("--musetalk", default=None, help="also time MuseTalk: a weights folder, a hub id, tiny or full-size")
+    ap.add_argument("--musetalk", default=None,
+                    help="also time MuseTalk: a weights folder, a hub id, tiny or full-size")
     ap.add_argument("--device", default="auto", help="the neural tier's device: auto, cpu or cuda")
     main(ap.parse_args())

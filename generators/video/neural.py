@@ -164,8 +164,8 @@ def _download(hub_id: str) -> Parts:
         patterns = ["musetalkV15/musetalk.json", "musetalkV15/unet.pth", "sd-vae/*", "whisper/*"]
         root = Path(snapshot_download(hub_id, allow_patterns=patterns))
         if not (root / "musetalkV15" / "unet.pth").is_file():  # a repository of MuseTalk 1.0 only
-            root = Path(snapshot_download(hub_id, allow_patterns=["musetalk/musetalk.json", "musetalk/pytorch_model.bin",
-                                                                  "sd-vae/*", "whisper/*"]))
+            v1 = ["musetalk/musetalk.json", "musetalk/pytorch_model.bin", "sd-vae/*", "whisper/*"]
+            root = Path(snapshot_download(hub_id, allow_patterns=v1))
         version = next(((v, root / d / "musetalk.json", root / d / w) for v, d, w in UNETS if (root / d / w).is_file()),
                        None)
         if version is None:
@@ -173,7 +173,7 @@ def _download(hub_id: str) -> Parts:
                              f"musetalk/pytorch_model.bin); {LAYOUT_HELP}")
         vae = root / "sd-vae"
         if not _has_any(vae, VAE_WEIGHTS):
-            vae = Path(snapshot_download(VAE_REPO, allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"]))
+            vae = Path(snapshot_download(VAE_REPO, allow_patterns=["config.json", VAE_WEIGHTS[0]]))
         whisper = root / "whisper"
         if not _has_any(whisper, WHISPER_WEIGHTS):
             whisper = Path(snapshot_download(WHISPER_REPO, allow_patterns=["config.json", "model.safetensors",
@@ -296,7 +296,8 @@ class MuseTalk:
         fe = self.features
         seg = int(fe.n_samples)
         chunks = [audio[i: i + seg] for i in range(0, max(1, len(audio)), seg)]
-        mel = fe(chunks, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=False).input_features
+        mel = fe(chunks, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=False)
+        mel = mel.input_features  # (chunks, mel bins, 3000): each chunk padded to 30 s
         with torch.inference_mode():
             hs = self.encoder(mel.to(self.device, self.dtype), output_hidden_states=True).hidden_states
             x = torch.stack(hs, dim=2)  # (chunks, 1500, layers, d)
@@ -613,7 +614,8 @@ class MuseTalkVideo:
         return {"path": str(path), "thumbnail": str(thumb), "frames": written[0], "fps": rate, "width": width,
                 "height": height, "duration": n / fps, "faces_found": head.faces_found,
                 "seconds": time.perf_counter() - t0, "generator": "musetalk", "seed": seed, "layout": layout,
-                "model": self.model_name, "musetalk_version": model.version, "device": str(model.device), "batch": batch}
+                "model": self.model_name, "musetalk_version": model.version, "device": str(model.device),
+                "batch": batch}
 
     async def aclose(self) -> None:
         """Let go of the weights (and the GPU memory they held)."""

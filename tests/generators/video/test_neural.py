@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generators.video import VideoError
+from generators.video import VideoError, neural
 from generators.video import face as fm
-from generators.video import neural
 from generators.video.lite import LiteHead, LiteVideo, motion, read_portrait
-from generators.video.mp4 import probe, read_audio, read_frames
+from generators.video.mp4 import probe, read_audio, read_frames, write_mp4
 from generators.video.neural import MuseTalkVideo, load_musetalk
 from persona.registry import SAMPLES
 
@@ -121,7 +120,7 @@ def _regions(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_a_clip_plays_with_the_mouth_redrawn_and_the_lite_head_kept_everywhere_else(tiny, tmp_path):
-    audio = _speech(1.2)
+    audio = _speech(0.8)
     video = MuseTalkVideo(tmp_path / "out", model=str(tiny), device="cpu")
     meta = video.make(PORTRAIT, audio, SR, size=256, fps=25, seed=4, name="hi")
     lite = LiteVideo(tmp_path / "lite").make(PORTRAIT, audio, SR, size=256, fps=25, seed=4, name="hi")
@@ -129,24 +128,28 @@ def test_a_clip_plays_with_the_mouth_redrawn_and_the_lite_head_kept_everywhere_e
     assert meta["musetalk_version"] == "v15" and meta["device"] == "cpu"
     p = probe(meta["path"])
     assert (p.width, p.height, p.video_codec, p.has_audio) == (256, 256, "h264", True)
-    assert p.frames == meta["frames"] == 30 and abs(p.duration - 1.2) < 0.1 and abs(meta["duration"] - 1.2) < 1e-9
+    assert p.frames == meta["frames"] == 20 and abs(p.duration - 0.8) < 0.1 and abs(meta["duration"] - 0.8) < 1e-9
     sound = read_audio(meta["path"])
-    assert abs(len(sound) / 48000 - 1.2) < 0.1 and np.sqrt(np.mean(sound ** 2)) > 0.05  # the speech is heard
+    assert abs(len(sound) / 48000 - 0.8) < 0.1 and np.sqrt(np.mean(sound ** 2)) > 0.05  # the speech is heard
     assert Path(meta["thumbnail"]).is_file()
 
     expected = _closed_mouth_lite_frames(256, audio, 25, 4, tmp_path / "faces")
+    write_mp4(tmp_path / "expected.mp4", expected, 25)  # H.264's own noise on those frames, to compare with
     lite_frames, _ = read_frames(lite["path"])
     got, _ = read_frames(meta["path"])
-    outside, inside, top = [], [], []
-    for i, (f, e, l) in enumerate(zip(got, expected, lite_frames)):
-        if i % 5:
+    encoded, _ = read_frames(tmp_path / "expected.mp4")
+    outside, noise, inside, top = [], [], [], []
+    for i, (f, e, ee, lf) in enumerate(zip(got, expected, encoded, lite_frames)):
+        if i % 4:
             continue
         mouth, keep, above = _regions(e)
         d = np.abs(f.astype(np.float32) - e.astype(np.float32)).mean(axis=2)
         outside.append(d[keep].mean())
+        noise.append(np.abs(ee.astype(np.float32) - e.astype(np.float32)).mean(axis=2)[keep].mean())
         inside.append(d[mouth].mean())
-        top.append(np.abs(f.astype(np.float32) - l.astype(np.float32)).mean(axis=2)[above].mean())
-    assert max(outside) < 3.0, outside  # the same frame as the lite head's, within H.264's noise
+        top.append(np.abs(f.astype(np.float32) - lf.astype(np.float32)).mean(axis=2)[above].mean())
+    # the same frame as the lite head's, within H.264's noise (the portrait is grainy: about 2.4 levels)
+    assert all(o < n + 0.3 for o, n in zip(outside, noise)), (outside, noise)
     assert max(top) < 3.0, top  # the same head motion and blinks as the lite tier's clip with that seed
     assert min(inside) > 12.0, inside  # the model painted the mouth
 
