@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ASSETS := bots/studio/static/vendor/htmx.min.js
 
 .PHONY: install run test bench clean
 
@@ -20,12 +21,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps mediapipe==0.10.21
 	touch $(STAMP)
 
-install: $(STAMP)
+# the studio's front-end libraries, pinned in bots/studio/package-lock.json
+$(ASSETS): bots/studio/package-lock.json
+	sh scripts/studio-assets.sh
 
-run: $(STAMP)
+install: $(STAMP) $(ASSETS)
+
+run: $(STAMP) $(ASSETS)
 	$(VENV)/bin/vchar run
 
-test: $(STAMP)
+test: $(STAMP) $(ASSETS)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -36,4 +41,4 @@ bench: $(STAMP)
 	$(PY) bench/image_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info bots/studio/node_modules bots/studio/static/vendor

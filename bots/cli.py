@@ -127,7 +127,11 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-async def _chat(settings: Settings, persona: str | None, user: str | None) -> int:
+def _studio_address(url: str) -> None:
+    err.print(f"studio: {url}", markup=False, highlight=False, soft_wrap=True)
+
+
+async def _chat(settings: Settings, persona: str | None, user: str | None, studio: bool = False) -> int:
     from bots.local import TerminalAdapter
     from bots.service import Service, registry_for
 
@@ -137,22 +141,30 @@ async def _chat(settings: Settings, persona: str | None, user: str | None) -> in
         _fail(str(exc))
     async with Service(settings) as svc:
         assert svc.manager is not None
+        web = None
+        if studio:
+            from bots.studio import Studio
+
+            web = await Studio(settings, svc).start()
+            _studio_address(web.url)
         adapter = TerminalAdapter(p.id, user=user or settings.chat_user, char_name=p.name)
         await adapter.start(svc.handle, outbox=svc.outbox)
         try:
             return await adapter.run()
         finally:
             await adapter.stop()
+            if web is not None:
+                await web.stop()
 
 
-def _terminal_chat(settings: Settings, persona: str | None, user: str | None) -> None:
+def _terminal_chat(settings: Settings, persona: str | None, user: str | None, studio: bool = False) -> None:
     """The terminal chat until end of input, /quit or Ctrl-C. Ctrl-C in a terminal says
     goodbye and exits 0; in a pipe it exits 130 and stdout keeps only the replies."""
     from generators.text import TextGenerationError
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        asyncio.run(_chat(settings, persona, user))
+        asyncio.run(_chat(settings, persona, user, studio))
     except KeyboardInterrupt:
         if interactive:
             out.print("\n[dim]bye![/dim]")
@@ -164,27 +176,56 @@ def _terminal_chat(settings: Settings, persona: str | None, user: str | None) ->
 
 
 @app.command()
-def run(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    """Start the characters' service: every configured platform; with none, the terminal chat."""
+def run(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    no_studio: bool = typer.Option(False, "--no-studio", help="Do not serve the studio (as VCHAR_STUDIO=false)."),
+) -> None:
+    """Start the characters' service: every configured platform (with none, the terminal
+    chat) and the studio, whose address it prints."""
     from bots.service import platform_adapters, serve
 
     settings = _settings(verbose)
+    studio = settings.studio and not no_studio
     adapters = platform_adapters(settings)
     if not adapters:
         _setup_logging("DEBUG" if verbose else ("WARNING" if sys.stdin.isatty() else settings.log_level))
         err.print(f"[dim]data: {escape(str(settings.data_dir))} - text backend: {settings.text_backend} - "
                   "no platform tokens set, chatting in the terminal[/dim]")
-        _terminal_chat(settings, None, None)
+        _terminal_chat(settings, None, None, studio)
         return
     err.print(f"[dim]data: {escape(str(settings.data_dir))} - text backend: {settings.text_backend} - platforms: "
               f"{', '.join(a.platform for a in adapters)} (Ctrl-C stops)[/dim]")
+    _serve(settings, adapters, studio)
+
+
+def _serve(settings: Settings, adapters: list, studio: bool) -> None:
+    from bots.service import serve
+
     try:
-        asyncio.run(serve(settings, adapters))
+        asyncio.run(serve(settings, adapters, studio=studio, on_studio=_studio_address))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a bad token, an unreachable platform: say so, no traceback
         logging.getLogger("vchar").debug("service failed", exc_info=True)
         _fail(f"{type(exc).__name__}: {exc}")
+
+
+@app.command()
+def studio(
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535,
+                                       help="Port (default VCHAR_STUDIO_PORT, 8765; a taken one: the next free)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default VCHAR_STUDIO_HOST, 127.0.0.1)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Serve the studio (the operators' web app) with the service, no platforms: chat with
+    the characters, edit them, run their calendar, watch the jobs. Prints its address."""
+    settings = _settings(verbose)
+    updates = {k: v for k, v in (("studio_port", port), ("studio_host", host)) if v is not None}
+    if updates:
+        settings = settings.model_copy(update=updates)
+    err.print(f"[dim]data: {escape(str(settings.data_dir))} - text backend: {settings.text_backend} "
+              "(Ctrl-C stops)[/dim]")
+    _serve(settings, [], True)
 
 
 @app.command()

@@ -32,6 +32,8 @@ def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
     }
     if settings.local_admin:
         admins["local"] = frozenset({local_user(settings.chat_user)})
+    # whoever logged in to the studio operates the characters
+    admins["studio"] = frozenset({"operator"})
     return admins
 
 
@@ -200,6 +202,7 @@ class Service:
         self.media = None  # persona.media.MediaJobs
         self.worker = None  # the in-process job worker (when no queue URL is set)
         self.sweeper: OutboxSweeper | None = None  # set by serve(): poked when a job stored a reply
+        self.studio_sweeper: OutboxSweeper | None = None  # the studio's (bots.studio.Studio), poked too
         self._worker_stop = asyncio.Event()
         self._worker_task: asyncio.Task | None = None
         self.bells = None  # generators.jobs.distributed.Bells, with VCHAR_QUEUE_URL
@@ -305,8 +308,9 @@ class Service:
         return media
 
     def _poke_outbox(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.poke()
+        for sweeper in (self.sweeper, self.studio_sweeper):
+            if sweeper is not None:
+                sweeper.poke()
 
     async def __aexit__(self, *exc) -> None:
         if self._worker_task is not None:
@@ -321,9 +325,9 @@ class Service:
         if self.store is not None:
             await self.store.close()
 
-    async def handle(self, msg: IncomingMessage) -> Reply | None:
+    async def handle(self, msg: IncomingMessage, *, on_text=None) -> Reply | None:
         assert self.manager is not None, "use the service as an async context manager"
-        return await self.manager.handle(msg)
+        return await self.manager.handle(msg, on_text=on_text)
 
     async def admits(self, msg: IncomingMessage) -> bool:
         """Asked by adapters before downloading a message's photo (see PersonaManager.admits)."""
@@ -431,8 +435,10 @@ def platform_adapters(settings: Settings) -> list:
     return adapters
 
 
-async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None = None) -> None:
-    """Run the service with the given platform adapters until ``stop`` is set (or SIGINT/SIGTERM)."""
+async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None = None, *, studio: bool = False,
+                on_studio=None) -> None:
+    """Run the service with the given platform adapters until ``stop`` is set (or
+    SIGINT/SIGTERM); with ``studio``, the studio too (``on_studio`` gets its address)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -442,12 +448,20 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
             pass
     async with Service(settings) as svc:
         started = []
+        stoppers = []
         try:
             for adapter in adapters:
                 await adapter.start(svc.handle, admit=svc.admits, outbox=svc.outbox)
                 started.append(adapter)
                 log.info("%s adapter live for persona %s", adapter.platform, adapter.persona or "(default)")
             assert svc.manager is not None and svc.outbox is not None
+            if studio:
+                from bots.studio import Studio
+
+                web = await Studio(settings, svc, platform_adapters=started).start()
+                stoppers.append(web.stop)
+                if on_studio is not None:
+                    on_studio(web.url)
             sweeper = OutboxSweeper(svc.outbox, [(a, svc.manager.registry.get(a.persona).id) for a in started],
                                     interval=settings.outbox_poll, jobs=svc.jobs)
             svc.sweeper = sweeper
@@ -459,6 +473,8 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
                 await sweeping
                 await posting
         finally:
+            for stop_it in stoppers:
+                await stop_it()
             # Adapters finish the replies in flight while the manager and database are still up.
             for adapter in reversed(started):
                 try:

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     posts_lease: float = Field(default=60.0, gt=0,
                                description="Seconds a process holds a post it is publishing before another takes over.")
 
+    studio: bool = Field(default=True, description="`vchar run` serves the studio (the operators' web app) too.")
+    studio_host: str = Field(default="127.0.0.1", description="Where the studio listens; anything but 127.0.0.1 or ::1 "
+                             "belongs behind a TLS proxy (see the README).")
+    studio_port: int = Field(default=8765, ge=0, le=65535,
+                             description="The studio's port; when taken, the next free one (0: any free port).")
+    studio_password: SecretStr | None = Field(default=None, description="A password that logs in to the studio, "
+                                              "besides the token printed at start.")
+    studio_max_upload: int = Field(default=25 * 1024 * 1024, ge=1024,
+                                   description="Bytes a studio request may carry (a card, a portrait, a voice sample).")
+
     log_level: str = "INFO"
     log_format: Literal["auto", "rich", "plain", "json"] = Field(
         default="auto", description="auto: rich in a terminal, one plain line per record otherwise; json: JSON lines."

@@ -377,7 +377,8 @@ class Store:
 
     async def history(self, conversation_id: int, limit: int, before_id: int | None = None) -> list[HistoryItem]:
         """The last ``limit`` messages of a conversation, oldest first."""
-        q = select(M.c.id, M.c.role, M.c.text, M.c.user_id).where(M.c.conversation_id == conversation_id)
+        q = select(M.c.id, M.c.role, M.c.text, M.c.user_id).where(M.c.conversation_id == conversation_id,
+                                                                 M.c.status != "swiped")
         if before_id is not None:
             q = q.where(M.c.id < before_id)
         q = q.order_by(M.c.id.desc()).limit(limit)
@@ -719,6 +720,144 @@ class Store:
             for key in [k for k, v in self._users.items() if v == uid]:
                 self._users.pop(key, None)
         return counts
+
+    # -- what the studio shows ---------------------------------------------------------------
+
+    async def conversations(self, persona_id: int, limit: int = 200) -> list[dict[str, Any]]:
+        """A persona's conversations, the latest first."""
+        q = (select(C.c.id, C.c.platform, C.c.platform_chat_id, C.c.kind, C.c.title, C.c.last_message_at)
+             .where(C.c.persona_id == persona_id)
+             .order_by(C.c.last_message_at.desc().nulls_last(), C.c.id.desc()).limit(limit))
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def conversation(self, conversation_id: int) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(C).where(C.c.id == conversation_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def conversation_id(self, persona_id: int, platform: str, chat_id: str) -> int | None:
+        async with self.read() as conn:
+            return (await conn.execute(select(C.c.id).where(
+                C.c.persona_id == persona_id, C.c.platform == platform, C.c.platform_chat_id == chat_id))).scalar()
+
+    async def page(self, conversation_id: int, limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
+        """One page of a conversation, oldest first: the ``limit`` messages before
+        ``before_id`` (the latest without it), with who wrote them and, on replies, how
+        many alternatives (swipes) their message has. Alternatives not chosen are left out."""
+        q = (select(M.c.id, M.c.role, M.c.text, M.c.media, M.c.status, M.c.created_at, M.c.reply_to_id,
+                    M.c.user_id, U.c.display_name, U.c.platform_user_id)
+             .select_from(M.outerjoin(U, U.c.id == M.c.user_id))
+             .where(M.c.conversation_id == conversation_id, M.c.status != "swiped"))
+        if before_id is not None:
+            q = q.where(M.c.id < before_id)
+        q = q.order_by(M.c.id.desc()).limit(limit)
+        async with self.read() as conn:
+            rows = [dict(r._mapping) for r in (await conn.execute(q)).all()]
+            asked = sorted({r["reply_to_id"] for r in rows if r["role"] == "assistant" and r["reply_to_id"]})
+            alts = await _text_replies(conn, asked) if asked else {}
+        for r in rows:
+            ids = alts.get(r["reply_to_id"], []) if r["role"] == "assistant" else []
+            r["alternatives"] = ids if len(ids) > 1 else []
+        return list(reversed(rows))
+
+    async def reply_context(self, reply_id: int) -> dict[str, Any] | None:
+        """What regenerating a reply needs: the message it answered, its author and chat;
+        None unless it is a text reply to a person's message and nothing came after it."""
+        async with self.read() as conn:
+            reply = (await conn.execute(select(M.c.id, M.c.role, M.c.reply_to_id, M.c.media, M.c.conversation_id)
+                                        .where(M.c.id == reply_id))).first()
+            if reply is None or reply.role != "assistant" or reply.reply_to_id is None or reply.media:
+                return None
+            later = (await conn.execute(select(M.c.id).where(
+                M.c.conversation_id == reply.conversation_id, M.c.id > reply_id, M.c.status != "swiped").limit(1))).first()
+            if later is not None:
+                return None
+            row = (await conn.execute(
+                select(M.c.id.label("incoming_id"), M.c.text, M.c.platform_message_id, M.c.user_id,
+                       M.c.conversation_id, C.c.persona_id, C.c.platform, C.c.platform_chat_id.label("chat_id"),
+                       C.c.kind.label("chat_kind"), U.c.platform_user_id, U.c.display_name.label("user_name"))
+                .select_from(M.join(C, C.c.id == M.c.conversation_id).join(U, U.c.id == M.c.user_id))
+                .where(M.c.id == reply.reply_to_id, M.c.role == "user"))).first()
+        return dict(row._mapping) if row else None
+
+    async def set_alternative(self, reply_id: int, status: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(update(M).where(M.c.id == reply_id, M.c.role == "assistant").values(status=status))
+
+    async def choose_alternative(self, reply_id: int) -> bool:
+        """Show ``reply_id`` as its message's answer; the other alternatives are kept, hidden."""
+        async with self.write() as conn:
+            to = (await conn.execute(select(M.c.reply_to_id).where(M.c.id == reply_id, M.c.role == "assistant"))).scalar()
+            if to is None:
+                return False
+            ids = (await _text_replies(conn, [to])).get(to, [])
+            if reply_id not in ids:
+                return False
+            await conn.execute(update(M).where(M.c.id.in_([i for i in ids if i != reply_id])).values(status="swiped"))
+            await conn.execute(update(M).where(M.c.id == reply_id).values(status="delivered"))
+        return True
+
+    async def edit_message(self, message_id: int, text: str) -> bool:
+        async with self.write() as conn:
+            res = await conn.execute(update(M).where(M.c.id == message_id).values(text=text))
+        return (res.rowcount or 0) > 0
+
+    async def delete_message(self, message_id: int) -> bool:
+        async with self.write() as conn:
+            res = await conn.execute(delete(M).where(M.c.id == message_id))
+        return (res.rowcount or 0) > 0
+
+    async def media_asset(self, asset_id: int) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(MA).where(MA.c.id == asset_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def people(self, persona_id: int, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        """The people a persona knows, the most recently seen first, with how many memories it holds of each."""
+        mems = (select(func.count()).select_from(MEM)
+                .where(MEM.c.persona_id == persona_id, MEM.c.user_id == R.c.user_id).scalar_subquery())
+        q = (select(R.c.user_id, R.c.first_seen, R.c.last_seen, R.c.message_count, R.c.affinity, R.c.facts,
+                    R.c.blocked, U.c.platform, U.c.platform_user_id, U.c.display_name, mems.label("memories"))
+             .select_from(R.join(U, U.c.id == R.c.user_id)).where(R.c.persona_id == persona_id)
+             .order_by(R.c.last_seen.desc()).limit(limit).offset(offset))
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def daily_counts(self, persona_id: int, since: datetime) -> dict[str, dict[str, int]]:
+        """Per day (YYYY-MM-DD, UTC) since ``since``: messages people sent, replies, new people."""
+        day = func.date(M.c.created_at)
+        msgs = (select(day, M.c.role, func.count()).select_from(M.join(C, C.c.id == M.c.conversation_id))
+                .where(C.c.persona_id == persona_id, M.c.created_at >= since, M.c.status != "swiped")
+                .group_by(day, M.c.role))
+        first = func.date(R.c.first_seen)
+        new = (select(first, func.count()).where(R.c.persona_id == persona_id, R.c.first_seen >= since)
+               .group_by(first))
+        out: dict[str, dict[str, int]] = {}
+        async with self.read() as conn:
+            for d, role, n in (await conn.execute(msgs)).all():
+                key = "received" if role == "user" else "sent"
+                out.setdefault(str(d)[:10], {})[key] = out.get(str(d)[:10], {}).get(key, 0) + n
+            for d, n in (await conn.execute(new)).all():
+                out.setdefault(str(d)[:10], {})["people"] = n
+        return out
+
+    async def people_by_platform(self, persona_id: int) -> dict[str, int]:
+        q = (select(U.c.platform, func.count()).select_from(R.join(U, U.c.id == R.c.user_id))
+             .where(R.c.persona_id == persona_id).group_by(U.c.platform))
+        async with self.read() as conn:
+            return {p: n for p, n in (await conn.execute(q)).all()}
+
+
+async def _text_replies(conn, incoming_ids: list[int]) -> dict[int, list[int]]:
+    """The text replies (alternatives; not media a job delivered) to each message, in order."""
+    out: dict[int, list[int]] = {}
+    rows = (await conn.execute(select(M.c.id, M.c.reply_to_id, M.c.media)
+                               .where(M.c.reply_to_id.in_(incoming_ids), M.c.role == "assistant").order_by(M.c.id))).all()
+    for rid, to, media in rows:
+        if not media:
+            out.setdefault(to, []).append(rid)
+    return out
 
 
 def _asset_ids(media: Any) -> list[int]:

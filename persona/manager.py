@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from persona.requests import detect
 from persona.types import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
+
+OnText = Callable[[str], Awaitable[None]]
 
 MEMORY_QUESTION = re.compile(
     r"\bwhat do you (remember|know|recall) about me\b|\bwhat have i told you\b|\bwhat do you remember\b", re.I
@@ -146,11 +149,17 @@ class PersonaManager:
             self._states[persona.id] = st
         return st
 
+    async def persona_db_id(self, persona_id: str) -> int:
+        """The persona's row in the database (registered now if it is new)."""
+        return (await self._state(self.registry.get(persona_id))).db_id
+
     # -- a turn -----------------------------------------------------------------------
 
-    async def handle(self, msg: IncomingMessage) -> Reply | None:
+    async def handle(self, msg: IncomingMessage, *, on_text: OnText | None = None) -> Reply | None:
         """Store the message, then answer it. None means no reply is due (a duplicate
-        delivery, a blocked person)."""
+        delivery, a blocked person). ``on_text`` (optional) is awaited with each piece of
+        the reply as the text backend streams it (the studio shows it as it comes); the
+        Reply is the cleaned whole."""
         persona = self.registry.get(msg.persona)
         if not self._may_speak(persona, msg):
             log.debug("%s is not allowed in %s chat %s; ignored", persona.id, msg.platform, msg.chat_id)
@@ -197,7 +206,26 @@ class PersonaManager:
         if MEMORY_QUESTION.search(msg.text):
             ask = Ask(self, st, incoming, msg, "memory", "", user_name)
             return await ask.say(await memory(ask))
-        return await self._converse(st, incoming, msg, user_name)
+        return await self._converse(st, incoming, msg, user_name, on_text=on_text)
+
+    async def regenerate(self, persona_id: str, reply_id: int, *, on_text: OnText | None = None) -> Reply | None:
+        """Answer a person's message again (a swipe): the reply ``reply_id`` is kept as an
+        alternative and a new one is written for the message it answered. Only the latest
+        text reply of a conversation can be regenerated; None when this one cannot."""
+        persona = self.registry.get(persona_id)
+        st = await self._state(persona)
+        found = await self.store.reply_context(reply_id)
+        if found is None or found["persona_id"] != st.db_id:
+            return None
+        rel = await self.store.relationship(st.db_id, found["user_id"])
+        if rel is None:
+            return None
+        await self.store.set_alternative(reply_id, "swiped")
+        incoming = Incoming(found["incoming_id"], found["conversation_id"], found["user_id"], rel, "retry")
+        msg = IncomingMessage(platform=found["platform"], chat_id=found["chat_id"], user_id=found["platform_user_id"],
+                              user_name=found["user_name"], text=found["text"], message_id=found["platform_message_id"],
+                              persona=persona.id, chat_kind=found["chat_kind"])
+        return await self._converse(st, incoming, msg, self._user_name(incoming, msg), on_text=on_text, remember=False)
 
     def is_admin(self, persona: Persona, msg: IncomingMessage) -> bool:
         conf = getattr(persona.platforms, msg.platform, None)
@@ -241,10 +269,11 @@ class PersonaManager:
                 return fact["value"]
         return msg.user_name or "friend"
 
-    async def _converse(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, user_name: str) -> Reply:
+    async def _converse(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, user_name: str, *,
+                        on_text: OnText | None = None, remember: bool = True) -> Reply:
         persona, cfg = st.persona, self.config
-        # Facts the person states are stored in the background while the reply is made.
-        self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
+        if remember:  # facts the person states are stored in the background while the reply is made
+            self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
         history = await self.store.history(incoming.conversation_id, cfg.history_rows, before_id=incoming.message_id)
         said = trim_for_model(msg.text, cfg.max_message_chars)
         # The embedding runs in a worker thread (NumPy releases the GIL) so other turns go on.
@@ -283,7 +312,8 @@ class PersonaManager:
         )
         started = time.perf_counter()
         try:
-            raw = await asyncio.wait_for(self.text.generate(request), cfg.generation_timeout)
+            made = self.text.generate(request) if on_text is None else self._streamed(request, on_text)
+            raw = await asyncio.wait_for(made, cfg.generation_timeout)
         except (TextGenerationError, asyncio.TimeoutError, OSError) as exc:
             log.error("text backend %s failed for message %d: %s", self.text.name, incoming.message_id, exc or type(exc).__name__)
             return await self._fallback(st, incoming, msg, str(exc) or type(exc).__name__)
@@ -297,9 +327,17 @@ class PersonaManager:
             log.warning("text backend %s gave nothing to say for message %d: %r", self.text.name, incoming.message_id, raw[:200])
             return await self._fallback(st, incoming, msg, "the backend's reply had nothing to say")
         reply = await self._finish(st, incoming, msg, text)
-        if self.text.name != "lite" and incoming.memory_due:
+        if remember and self.text.name != "lite" and incoming.memory_due:
             self._spawn(self._remember_model(st, incoming, user_name, [*history, _Said(msg.text), _Said(text, "assistant")]))
         return reply
+
+    async def _streamed(self, request: TextRequest, on_text: OnText) -> str:
+        """The reply as the backend streams it, each piece handed to ``on_text`` on the way."""
+        pieces = []
+        async for piece in self.text.stream(request):
+            pieces.append(piece)
+            await on_text(piece)
+        return "".join(pieces)
 
     def _relationship_note(self, incoming: Incoming, user_name: str) -> str:
         rel = incoming.relationship

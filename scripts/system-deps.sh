@@ -2,11 +2,12 @@
 # System packages the voice features and their tests need (Debian/Ubuntu). Idempotent: installs
 # only what is missing, only where apt-get exists; prints what it does. Run as root or with sudo.
 #   scripts/system-deps.sh          espeak-ng (lite voice), festival + the SLT voice (tests),
-#                                   FluidSynth + the FluidR3 General MIDI SoundFont (lite music)
+#                                   FluidSynth + the FluidR3 General MIDI SoundFont (lite music),
+#                                   Chromium (the studio's browser tests, driven by Playwright)
 #   scripts/system-deps.sh --bench  also the reference voices of bench/voice_similarity.py
 set -eu
 
-PKGS="espeak-ng festival festvox-us-slt-hts libfluidsynth3 fluid-soundfont-gm"
+PKGS="espeak-ng festival festvox-us-slt-hts libfluidsynth3 fluid-soundfont-gm chromium"
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS flite festvox-kallpc16k festvox-kdlpc16k festvox-ca-ona-hts festival-ca festvox-italp16k \
 festvox-czech-dita festival-czech festvox-suopuhe-lj"

@@ -1,0 +1,189 @@
+"""The studio's FastAPI application: the gate, the shared page helpers, media files.
+
+The views (chat, personas, people, posts, jobs, stats) live in their own modules and
+hold no business logic: they call the persona manager, the store, the post planner and
+the job table, as the platform adapters do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from bots.studio.adapter import Hub, StudioAdapter
+from bots.studio.security import COOKIE, Auth, BodyLimit, check_csrf, inside, slow_down, without_token
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+NAV = (("chat", "Chat"), ("personas", "Personas"), ("people", "People"), ("posts", "Posts"), ("jobs", "Jobs"),
+       ("stats", "Stats"))
+
+
+@dataclass
+class StudioContext:
+    """What the views work with: the running service's parts."""
+
+    settings: Any  # bots.settings.Settings
+    svc: Any  # bots.service.Service: manager, store, jobs, media
+    hub: Hub
+    adapters: dict[str, StudioAdapter] = field(default_factory=dict)  # persona id -> its studio chat
+    posts: Any = None  # db.posts.PostTable
+    planner: Any = None  # persona.posts.planner.Planner
+    publisher: Any = None  # persona.posts.publisher.Publisher
+
+    @property
+    def manager(self):
+        return self.svc.manager
+
+    @property
+    def store(self):
+        return self.svc.store
+
+    @property
+    def registry(self):
+        return self.svc.manager.registry
+
+    def roots(self) -> list[Path]:
+        """The folders files may be served from."""
+        from persona.registry import SAMPLES
+
+        s = self.settings
+        return [s.media_dir, s.data_dir, s.resolved_personas_dir, SAMPLES]
+
+
+def context(request: Request) -> StudioContext:
+    return request.app.state.ctx
+
+
+def render(request: Request, name: str, status_code: int = 200, **values) -> HTMLResponse:
+    ctx = context(request)
+    current = values.get("persona")
+    personas = sorted(ctx.registry, key=lambda p: p.name.lower())
+    base = dict(request=request, csrf=getattr(request.state, "csrf", ""), personas=personas, nav=NAV,
+                current=current, section=values.get("section", ""))
+    return templates.TemplateResponse(request, name, {**base, **values}, status_code=status_code)
+
+
+def persona_or_404(request: Request, persona_id: str):
+    try:
+        return context(request).registry.get(persona_id)
+    except LookupError:
+        raise HTTPException(404, f"There is no persona {persona_id!r}.") from None
+
+
+def login_page(request: Request, error: str = "", status_code: int = 401) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"request": request, "error": error,
+                                                               "password": bool(request.app.state.auth.password)},
+                                      status_code=status_code)
+
+
+def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
+    from bots.studio import chat, jobs, people, personas, posts, stats
+
+    app = FastAPI(title="vchar studio", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(check_csrf)])
+    app.state.ctx = ctx
+    app.state.auth = auth
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.middleware("http")
+    async def gate(request: Request, call_next):
+        path = request.url.path
+        if path.startswith("/static/") or path == "/login":
+            return await call_next(request)
+        token = request.query_params.get("token")
+        if token is not None:
+            if not auth.accepts(token):
+                await slow_down()
+                return login_page(request, "That link's token is not this studio's: it changes every time the "
+                                           "service starts. Use the address it printed last.")
+            sid = auth.open_session()
+            response = RedirectResponse(without_token(request), status_code=303)
+            _set_cookie(request, response, sid)
+            return response
+        sid = request.cookies.get(COOKIE)
+        csrf = auth.csrf(sid)
+        if csrf is None:
+            return login_page(request)
+        request.state.sid, request.state.csrf = sid, csrf
+        return await call_next(request)
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request):
+        return login_page(request, status_code=200)
+
+    @app.post("/login")
+    async def login(request: Request):
+        form = await request.form()
+        secret = form.get("secret")
+        if not auth.accepts(secret if isinstance(secret, str) else None):
+            await slow_down()
+            return login_page(request, "That is not the studio's token or password.")
+        response = RedirectResponse("/", status_code=303)
+        _set_cookie(request, response, auth.open_session())
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        auth.close_session(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/")
+    async def home(request: Request):
+        return RedirectResponse(f"/chat/{ctx.registry.default_id}", status_code=303)
+
+    @app.get("/media/{asset_id}")
+    async def media(request: Request, asset_id: int):
+        row = await ctx.store.media_asset(asset_id)
+        path = inside(row["path"], ctx.roots()) if row else None
+        if path is None:
+            raise HTTPException(404, "That file is gone.")
+        return FileResponse(path, media_type=row["mime"])
+
+    @app.get("/portrait/{persona_id}/{index}")
+    async def portrait(request: Request, persona_id: str, index: int):
+        p = persona_or_404(request, persona_id)
+        portraits = p.identity.portraits
+        path = inside(portraits[index], ctx.roots()) if 0 <= index < len(portraits) else None
+        if path is None:
+            raise HTTPException(404, "That portrait is gone.")
+        return FileResponse(path)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 401:
+            return login_page(request)
+        return _error_page(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        what = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors())
+        return _error_page(request, 422, f"That request is not one the studio understands ({what}).")
+
+    for module in (chat, personas, people, posts, jobs, stats):
+        app.include_router(module.router)
+    return app
+
+
+def _set_cookie(request: Request, response: Response, sid: str) -> None:
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    if getattr(request.state, "csrf", None) is None:  # not logged in (a 404 on the login page's neighbours)
+        return login_page(request)
+    return render(request, "error.html", status_code=status, message=message, status=status)
