@@ -848,6 +848,18 @@ class Store:
         async with self.read() as conn:
             return {p: n for p, n in (await conn.execute(q)).all()}
 
+    # -- the studio's people pages (one person) ---------------------------------------------
+
+    async def person(self, persona_id: int, uid: int) -> dict[str, Any] | None:
+        """One person the persona knows (platform user ``uid``): who they are on their
+        platform, with the relationship's numbers; None when the persona does not know them."""
+        q = (select(R.c.user_id, R.c.first_seen, R.c.last_seen, R.c.message_count, R.c.affinity, R.c.facts,
+                    R.c.blocked, U.c.platform, U.c.platform_user_id, U.c.display_name)
+             .select_from(R.join(U, U.c.id == R.c.user_id)).where(R.c.persona_id == persona_id, R.c.user_id == uid))
+        async with self.read() as conn:
+            row = (await conn.execute(q)).first()
+        return dict(row._mapping) if row else None
+
 
 async def _text_replies(conn, incoming_ids: list[int]) -> dict[int, list[int]]:
     """The text replies (alternatives; not media a job delivered) to each message, in order."""

@@ -68,10 +68,6 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "This form is out of date or did not come from the studio: reload the page and try again.")
 
 
-class TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuses a request body over ``limit`` bytes: by its Content-Length before a byte
     is read, or, sent in chunks, as soon as the count passes the limit."""
@@ -90,28 +86,32 @@ class BodyLimit:
         if declared > self.limit:
             return await self._refuse(send)
         seen = 0
-        started = False
+        over = False  # past the cap: reading stops, and whatever the app answers becomes a 413
+        refused = False
 
         async def counted():
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise TooLarge
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
         async def watched(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except TooLarge:
-            if not started:
+            nonlocal refused
+            if not over:
+                return await send(message)
+            if not refused:
+                refused = True
                 await self._refuse(send)
+
+        await self.app(scope, counted, watched)
+        if over and not refused:
+            await self._refuse(send)
 
     async def _refuse(self, send) -> None:
         mb = self.limit / (1024 * 1024)

@@ -51,10 +51,7 @@ async def studio(tmp_path, db_url, embedder):
 @pytest_asyncio.fixture
 async def studio_sqlite(tmp_path, embedder):
     """The same on SQLite only (pages whose queries the PostgreSQL runs already cover)."""
-    from db.migrate import upgrade
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vchar.db'}"
-    upgrade(url)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vchar.db'}"  # the service migrates it as it starts
     async for pair in _studio(tmp_path, url, embedder):
         yield pair
 
