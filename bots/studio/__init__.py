@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 __all__ = ["OPERATOR_ID", "Hub", "Studio", "StudioAdapter"]
 
 
+def operator_name(settings) -> str:
+    """How the characters address the studio's operator: ``VCHAR_CHAT_USER``, else "Operator"."""
+    return settings.chat_user or "Operator"
+
+
 class Studio:
     def __init__(self, settings, svc, *, token: str | None = None, platform_adapters: list | None = None):
         self.settings, self.svc = settings, svc
@@ -43,13 +48,10 @@ class Studio:
         from bots.service import OutboxSweeper, post_services
         from bots.studio.app import StudioContext, create_app
         from bots.studio.security import Auth, BodyLimit
-        from bots.local import local_user
 
         s, svc = self.settings, self.svc
-        name = local_user(s.chat_user)
         for persona in svc.manager.registry:
-            self.adapters[persona.id] = StudioAdapter(persona.id, self.hub,
-                                                      user_name=name.capitalize() if name.islower() else name)
+            self.adapters[persona.id] = StudioAdapter(persona.id, self.hub, user_name=operator_name(s))
         planner, publisher, _ = post_services(s, svc, self.platform_adapters)
         ctx = StudioContext(s, svc, self.hub, self.adapters, posts=planner.posts, planner=planner, publisher=publisher)
         self.auth = Auth(self.token, s.studio_password.get_secret_value() if s.studio_password else None)

@@ -1,7 +1,137 @@
-"""The studio's jobs pages."""
+"""The studio's jobs page: the latest media jobs with their progress (live, over
+server-sent events), the queue's depth, and the operator's retry and cancel."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import base64
+import json
+from typing import Literal
+
+from fastapi import APIRouter, Form, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import RedirectResponse
+from sse_starlette import EventSourceResponse
+
+from bots.studio.app import context, render, templates
 
 router = APIRouter()
+
+LIMIT = 100  # jobs the page lists
+POLL = 1.0  # seconds between looks at the table for the live rows
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+Status = Literal["queued", "running", "done", "failed", "cancelled"]
+
+# -- a message shown once on the next page (kept alike in people.py, posts.py, jobs.py) --------
+FLASH = "vchar_flash"
+
+
+def _back(request: Request, url: str, message: str, bad: bool = False) -> RedirectResponse:
+    """Go to ``url`` (303) and show ``message`` there once."""
+    response = RedirectResponse(url, status_code=303)
+    value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
+    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+def _page(request: Request, name: str, status_code: int = 200, **values):
+    """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
+    raw = request.cookies.get(FLASH)
+    if "flash" not in values:
+        try:
+            values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
+        except (ValueError, TypeError):
+            values["flash"], values["bad"] = "", False
+    response = render(request, name, status_code=status_code, **values)
+    if raw:
+        response.delete_cookie(FLASH, path="/")
+    return response
+# ---------------------------------------------------------------------------------------------
+
+
+def _when(t) -> str:
+    return t.strftime("%d %b %H:%M:%S") if t else ""
+
+
+def _view(job) -> dict:
+    error = job.error or ""
+    post = job.requester[5:] if (job.requester or "").startswith("post:") else None
+    return {"id": job.id, "kind": job.kind, "status": job.status, "stage": job.stage,
+            "percent": int(round(max(0.0, min(1.0, job.progress or 0.0)) * 100)),
+            "requester": job.requester or "", "post": post if post and post.isdigit() else None,
+            "created": _when(job.created_at), "started": _when(job.started_at), "finished": _when(job.finished_at),
+            "error": error if len(error) <= 160 else error[:159] + "…", "error_full": error,
+            "attempts": job.attempts, "max_attempts": job.max_attempts,
+            "retry": job.status in ("failed", "cancelled"), "cancel": job.status in ("queued", "running")}
+
+
+async def _rows(request: Request, status: str | None) -> list[dict]:
+    return [_view(j) for j in await context(request).svc.jobs.list(status=status, limit=LIMIT)]
+
+
+def _rows_html(request: Request, rows: list[dict], status: str | None) -> str:
+    return templates.get_template("_jobs_rows.html").render(
+        jobs=rows, csrf=getattr(request.state, "csrf", ""), status=status or "")
+
+
+async def _jobs_page(request: Request, status: str | None, status_code: int = 200, **values):
+    rows = await _rows(request, status)
+    depth = sorted((await context(request).svc.jobs.depth()).items())
+    events = "/jobs/events" + (f"?status={status}" if status else "")
+    return _page(request, "jobs.html", status_code=status_code, section="jobs", jobs=rows, depth=depth,
+                 status=status or "", statuses=STATUSES, events=events, **values)
+
+
+@router.get("/jobs")
+async def jobs_page(request: Request, status: Status | None = None):
+    return await _jobs_page(request, status)
+
+
+@router.get("/jobs/events")
+async def jobs_events(request: Request, status: Status | None = None):
+    """The job rows as rendered HTML (an event ``jobs``, its data a JSON string): at once,
+    then whenever they change."""
+    async def events():
+        last = None
+        while True:
+            html = _rows_html(request, await _rows(request, status), status)
+            if html != last:
+                last = html
+                yield {"event": "jobs", "data": json.dumps(html)}
+            await asyncio.sleep(POLL)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+def _return_to(status: str) -> str:
+    return "/jobs" + (f"?status={status}" if status in STATUSES else "")
+
+
+async def _job(request: Request, job_id: int):
+    job = await context(request).svc.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"There is no job {job_id}.")
+    return job
+
+
+@router.post("/jobs/{job_id}/retry")
+async def job_retry(request: Request, job_id: int, status: str = Form("")):
+    job = await _job(request, job_id)
+    if not await context(request).svc.jobs.retry(job_id):
+        job = await _job(request, job_id)
+        return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
+                                flash=f"Job {job_id} is {job.status}: only failed or cancelled jobs can be retried. "
+                                      "Nothing changed.")
+    return _back(request, _return_to(status), f"Job {job_id} ({job.kind}) is queued again.")
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def job_cancel(request: Request, job_id: int, status: str = Form("")):
+    job = await _job(request, job_id)
+    if not await context(request).svc.jobs.cancel(job_id):
+        job = await _job(request, job_id)
+        return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
+                                flash=f"Job {job_id} is {job.status}: only queued or running jobs can be cancelled. "
+                                      "Nothing changed.")
+    return _back(request, _return_to(status), f"Job {job_id} ({job.kind}) cancelled.")

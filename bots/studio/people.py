@@ -1,7 +1,102 @@
-"""The studio's people pages."""
+"""The studio's people pages: who a character knows, what it remembers of each, and
+forgetting a person (the same deletion as the /forget command)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import RedirectResponse
+
+from bots.studio.app import context, persona_or_404, render
 
 router = APIRouter()
+
+PAGE = 200  # people a page lists
+
+# -- a message shown once on the next page (kept alike in people.py, posts.py, jobs.py) --------
+FLASH = "vchar_flash"
+
+
+def _back(request: Request, url: str, message: str, bad: bool = False) -> RedirectResponse:
+    """Go to ``url`` (303) and show ``message`` there once."""
+    response = RedirectResponse(url, status_code=303)
+    value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
+    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+def _page(request: Request, name: str, status_code: int = 200, **values):
+    """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
+    raw = request.cookies.get(FLASH)
+    if "flash" not in values:
+        try:
+            values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
+        except (ValueError, TypeError):
+            values["flash"], values["bad"] = "", False
+    response = render(request, name, status_code=status_code, **values)
+    if raw:
+        response.delete_cookie(FLASH, path="/")
+    return response
+# ---------------------------------------------------------------------------------------------
+
+
+def _fact(f) -> str:
+    if isinstance(f, dict):
+        if "kind" in f and "value" in f:
+            return f"{f['kind']}: {f['value']}"
+        return ", ".join(f"{k}: {v}" for k, v in f.items())
+    return str(f)
+
+
+async def _person(request: Request, persona, user_id: int) -> tuple[int, dict]:
+    ctx = context(request)
+    pid = await ctx.manager.persona_db_id(persona.id)
+    person = await ctx.store.person(pid, user_id)
+    if person is None:
+        raise HTTPException(404, f"{persona.name} does not know anyone with the id {user_id}.")
+    return pid, person
+
+
+@router.get("/people")
+async def people_home(request: Request):
+    return RedirectResponse(f"/people/{context(request).registry.default_id}", status_code=303)
+
+
+@router.get("/people/{persona_id}")
+async def people_page(request: Request, persona_id: str, page: int = 0):
+    persona = persona_or_404(request, persona_id)
+    ctx = context(request)
+    pid = await ctx.manager.persona_db_id(persona.id)
+    page = max(0, page)
+    rows = await ctx.store.people(pid, limit=PAGE + 1, offset=page * PAGE)
+    return _page(request, "people.html", section="people", persona=persona, people=rows[:PAGE],
+                 more=len(rows) > PAGE, page=page)
+
+
+@router.get("/people/{persona_id}/{user_id}")
+async def person_page(request: Request, persona_id: str, user_id: int):
+    persona = persona_or_404(request, persona_id)
+    ctx = context(request)
+    pid, person = await _person(request, persona, user_id)
+    memories = await ctx.store.list_memories(pid, user_id, limit=500)
+    facts = [_fact(f) for f in person.get("facts") or []]
+    return _page(request, "person.html", section="people", persona=persona, person=person, facts=facts,
+                 memories=memories, who=person["display_name"] or person["platform_user_id"])
+
+
+@router.post("/people/{persona_id}/{user_id}/forget")
+async def person_forget(request: Request, persona_id: str, user_id: int):
+    persona = persona_or_404(request, persona_id)
+    _, person = await _person(request, persona, user_id)
+    who = person["display_name"] or person["platform_user_id"]
+    counts = await context(request).manager.forget(persona.id, person["platform"], person["platform_user_id"])
+    if counts is None:
+        return _back(request, f"/people/{persona.id}", f"{persona.name} had already forgotten {who}.", bad=True)
+    return _back(request, f"/people/{persona.id}",
+                 f"{persona.name} forgot {who} ({person['platform']}): {counts.get('messages', 0)} messages, "
+                 f"{counts.get('replies', 0)} replies, {counts.get('memories', 0)} memories and "
+                 f"{counts.get('media', 0)} media files deleted.")
