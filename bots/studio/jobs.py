@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from typing import Literal
 
 from fastapi import APIRouter, Form, Request
@@ -15,6 +16,7 @@ from sse_starlette import EventSourceResponse
 
 from bots.studio.app import context, render, templates
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 LIMIT = 100  # jobs the page lists
@@ -123,6 +125,12 @@ async def job_retry(request: Request, job_id: int, status: str = Form("")):
         return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
                                 flash=f"Job {job_id} is {job.status}: only failed or cancelled jobs can be retried. "
                                       "Nothing changed.")
+    bell = getattr(context(request).svc.media, "bell", None)
+    if bell is not None:  # a worker takes it at once (they look at the table every few seconds anyway)
+        try:
+            await bell(job.kind, job_id)
+        except Exception as exc:  # noqa: BLE001 - the table is the truth
+            log.warning("studio: the job bell did not ring for job %d (%s)", job_id, exc)
     return _back(request, _return_to(status), f"Job {job_id} ({job.kind}) is queued again.")
 
 

@@ -52,6 +52,18 @@ def _fact(f) -> str:
     return str(f)
 
 
+def _known_as(facts) -> str | None:
+    """The name the person gave (the character calls them so), if they said one."""
+    for f in facts or []:
+        if isinstance(f, dict) and f.get("kind") == "name" and f.get("value"):
+            return str(f["value"])
+    return None
+
+
+def _who(person: dict) -> str:
+    return _known_as(person.get("facts")) or person["display_name"] or person["platform_user_id"]
+
+
 async def _person(request: Request, persona, user_id: int) -> tuple[int, dict]:
     ctx = context(request)
     pid = await ctx.manager.persona_db_id(persona.id)
@@ -72,7 +84,7 @@ async def people_page(request: Request, persona_id: str, page: int = 0):
     ctx = context(request)
     pid = await ctx.manager.persona_db_id(persona.id)
     page = max(0, page)
-    rows = await ctx.store.people(pid, limit=PAGE + 1, offset=page * PAGE)
+    rows = [{**r, "who": _who(r)} for r in await ctx.store.people(pid, limit=PAGE + 1, offset=page * PAGE)]
     return _page(request, "people.html", section="people", persona=persona, people=rows[:PAGE],
                  more=len(rows) > PAGE, page=page)
 
@@ -85,14 +97,14 @@ async def person_page(request: Request, persona_id: str, user_id: int):
     memories = await ctx.store.list_memories(pid, user_id, limit=500)
     facts = [_fact(f) for f in person.get("facts") or []]
     return _page(request, "person.html", section="people", persona=persona, person=person, facts=facts,
-                 memories=memories, who=person["display_name"] or person["platform_user_id"])
+                 memories=memories, who=_who(person))
 
 
 @router.post("/people/{persona_id}/{user_id}/forget")
 async def person_forget(request: Request, persona_id: str, user_id: int):
     persona = persona_or_404(request, persona_id)
     _, person = await _person(request, persona, user_id)
-    who = person["display_name"] or person["platform_user_id"]
+    who = _who(person)
     counts = await context(request).manager.forget(persona.id, person["platform"], person["platform_user_id"])
     if counts is None:
         return _back(request, f"/people/{persona.id}", f"{persona.name} had already forgotten {who}.", bad=True)
