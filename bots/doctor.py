@@ -95,6 +95,7 @@ class Doctor:
         self.section("database", self.check_database)
         self.section("queue", self.check_queue)
         self.section("platforms", self.check_platforms)
+        self.section("studio", self.check_studio)
         return self.checks
 
     # -- sections ------------------------------------------------------------------------
@@ -478,6 +479,33 @@ class Doctor:
         if not any_platform:
             self.add("platforms", "info", "no platform token set, so vchar run chats in the terminal "
                      "(VCHAR_TELEGRAM_TOKEN and VCHAR_DISCORD_TOKEN put the character live)")
+
+
+    def check_studio(self) -> None:
+        s = self.settings
+        assert s is not None
+        if not s.studio:
+            self.add("studio", "info", "off (VCHAR_STUDIO=false): `vchar studio` still serves it")
+        else:
+            from bots.studio.server import is_loopback
+
+            where = f"{s.studio_host}:{s.studio_port}"
+            if is_loopback(s.studio_host):
+                self.add("studio", "ok", f"vchar run serves it on {where}, with a login token it prints")
+            else:
+                self.add("studio", "warn", f"listens on {where}, reachable from other machines",
+                         "put it behind a TLS reverse proxy (see The studio in README.md), or set VCHAR_STUDIO_HOST=127.0.0.1")
+        htmx = Path(__file__).parent / "studio" / "static" / "vendor" / "htmx.min.js"
+        if htmx.is_file():
+            self.add("studio assets", "ok", f"htmx served from {htmx.parent}")
+        else:
+            self.add("studio assets", "warn", "htmx is not installed: the pages work as plain forms, without live updates",
+                     "sh scripts/studio-assets.sh (needs npm)")
+        browser = shutil.which("chromium")
+        if browser:
+            self.add("chromium", "ok", f"{browser} (the studio's browser tests)")
+        else:
+            self.add("chromium", "warn", "not found: the studio's browser tests skip", SYSTEM_DEPS)
 
 
 def _first_line(exc: BaseException) -> str:
