@@ -458,10 +458,18 @@ async def serve(settings: Settings, adapters: list, stop: asyncio.Event | None =
             if studio:
                 from bots.studio import Studio
 
-                web = await Studio(settings, svc, platform_adapters=started).start()
-                stoppers.append(web.stop)
-                if on_studio is not None:
-                    on_studio(web.url)
+                web = Studio(settings, svc, platform_adapters=started)
+                try:
+                    await web.start()
+                except OSError as exc:
+                    await web.stop()
+                    if not started:  # the studio is all there is to serve
+                        raise
+                    log.error("the studio did not start (%s); the platforms go on without it", exc)
+                else:
+                    stoppers.append(web.stop)
+                    if on_studio is not None:
+                        on_studio(web.url)
             sweeper = OutboxSweeper(svc.outbox, [(a, svc.manager.registry.get(a.persona).id) for a in started],
                                     interval=settings.outbox_poll, jobs=svc.jobs)
             svc.sweeper = sweeper

@@ -100,6 +100,8 @@ async def posts_calendar(request: Request, persona_id: str, view: Literal["week"
     zone = _plan_zone(persona)
     today = datetime.now(zone).date()
     day = day or today
+    if not date(2, 1, 1) <= day <= date(9998, 12, 31):  # a month either side must still be a date
+        raise HTTPException(422, "That day is too far away for the calendar.")
     if view == "month":
         first = day.replace(day=1)
         last = first.replace(day=cal.monthrange(first.year, first.month)[1])
@@ -123,8 +125,8 @@ async def posts_calendar(request: Request, persona_id: str, view: Literal["week"
              "format": post.format, "text": _short(post.text)})
     weeks, d = [], start
     while d <= end:
-        weeks.append([{"date": x, "iso": x.isoformat(), "label": f"{x:%d %b}" if x.day == 1 or x == start else f"{x:%d}",
-                       "other": not (first <= x <= last), "today": x == today, "posts": cells.get(x, [])}
+        weeks.append([{"date": x, "iso": x.isoformat(),
+                       "label": f"{x:%d %b}" if x.day == 1 or x == start else f"{x:%d}", "other": not (first <= x <= last), "today": x == today, "posts": cells.get(x, [])}
                       for x in (d + timedelta(days=i) for i in range(7))])
         d += timedelta(days=7)
     counts = Counter(p.status for p in rows)
@@ -176,7 +178,8 @@ def _int(v) -> int:
 def _refused(request: Request, post, action: str, why: str | None = None):
     """The post is as it was: its page, saying why (409)."""
     states = " or ".join(FROM[action])
-    message = why or f"Post {post.id} is {post.status}: it can be {DONE[action]} only when it is {states}. Nothing changed."
+    message = why or (f"Post {post.id} is {post.status}: it can be {DONE[action]} only when it is {states}. "
+                      "Nothing changed.")
     return _show(request, post, status_code=409, flash=message, bad=True)
 
 

@@ -109,7 +109,12 @@ class BodyLimit:
                 refused = True
                 await self._refuse(send)
 
-        await self.app(scope, counted, watched)
+        try:
+            await self.app(scope, counted, watched)
+        except Exception:
+            if not over:
+                raise
+            # the app gave up on the cut-off body (a ClientDisconnect while reading a form)
         if over and not refused:
             await self._refuse(send)
 
