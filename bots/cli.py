@@ -182,7 +182,7 @@ def run(
 ) -> None:
     """Start the characters' service: every configured platform (with none, the terminal
     chat) and the studio, whose address it prints."""
-    from bots.service import platform_adapters, serve
+    from bots.service import platform_adapters
 
     settings = _settings(verbose)
     studio = settings.studio and not no_studio

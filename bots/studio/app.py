@@ -7,6 +7,8 @@ the job table, as the platform adapters do.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from bots.studio.adapter import Hub, StudioAdapter
-from bots.studio.security import COOKIE, Auth, BodyLimit, check_csrf, inside, slow_down, without_token
+from bots.studio.security import COOKIE, Auth, check_csrf, inside, slow_down, without_token
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,34 @@ def render(request: Request, name: str, status_code: int = 200, **values) -> HTM
     base = dict(request=request, csrf=getattr(request.state, "csrf", ""), personas=personas, nav=NAV,
                 current=current, section=values.get("section", ""))
     return templates.TemplateResponse(request, name, {**base, **values}, status_code=status_code)
+
+
+# a message shown once on the next page: a short-lived cookie, never the address (a crafted
+# link cannot put words on the page)
+FLASH = "vchar_flash"
+
+
+def back(request: Request, url: str, message: str, bad: bool = False) -> RedirectResponse:
+    """Go to ``url`` (303) and show ``message`` there once."""
+    response = RedirectResponse(url, status_code=303)
+    value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
+    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+def page(request: Request, name: str, status_code: int = 200, **values):
+    """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
+    raw = request.cookies.get(FLASH)
+    if "flash" not in values:
+        try:
+            values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
+        except (ValueError, TypeError):
+            values["flash"], values["bad"] = "", False
+    response = render(request, name, status_code=status_code, **values)
+    if raw:
+        response.delete_cookie(FLASH, path="/")
+    return response
 
 
 def persona_or_404(request: Request, persona_id: str):

@@ -4,17 +4,15 @@ server-sent events), the queue's depth, and the operator's retry and cancel."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from typing import Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import HTTPException
-from fastapi.responses import RedirectResponse
 from sse_starlette import EventSourceResponse
 
-from bots.studio.app import context, render, templates
+from bots.studio.app import back as _back, page as _page, context, templates
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -24,32 +22,6 @@ POLL = 1.0  # seconds between looks at the table for the live rows
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 
-# -- a message shown once on the next page (kept alike in people.py, posts.py, jobs.py) --------
-FLASH = "vchar_flash"
-
-
-def _back(request: Request, url: str, message: str, bad: bool = False) -> RedirectResponse:
-    """Go to ``url`` (303) and show ``message`` there once."""
-    response = RedirectResponse(url, status_code=303)
-    value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
-    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
-    return response
-
-
-def _page(request: Request, name: str, status_code: int = 200, **values):
-    """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
-    raw = request.cookies.get(FLASH)
-    if "flash" not in values:
-        try:
-            values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
-        except (ValueError, TypeError):
-            values["flash"], values["bad"] = "", False
-    response = render(request, name, status_code=status_code, **values)
-    if raw:
-        response.delete_cookie(FLASH, path="/")
-    return response
-# ---------------------------------------------------------------------------------------------
 
 
 def _when(t) -> str:

@@ -3,45 +3,17 @@ forgetting a person (the same deletion as the /forget command)."""
 
 from __future__ import annotations
 
-import base64
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import RedirectResponse
 
-from bots.studio.app import context, persona_or_404, render
+from bots.studio.app import back as _back, page as _page, context, persona_or_404
 
 router = APIRouter()
 
 PAGE = 200  # people a page lists
 
-# -- a message shown once on the next page (kept alike in people.py, posts.py, jobs.py) --------
-FLASH = "vchar_flash"
-
-
-def _back(request: Request, url: str, message: str, bad: bool = False) -> RedirectResponse:
-    """Go to ``url`` (303) and show ``message`` there once."""
-    response = RedirectResponse(url, status_code=303)
-    value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
-    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
-    return response
-
-
-def _page(request: Request, name: str, status_code: int = 200, **values):
-    """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
-    raw = request.cookies.get(FLASH)
-    if "flash" not in values:
-        try:
-            values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
-        except (ValueError, TypeError):
-            values["flash"], values["bad"] = "", False
-    response = render(request, name, status_code=status_code, **values)
-    if raw:
-        response.delete_cookie(FLASH, path="/")
-    return response
-# ---------------------------------------------------------------------------------------------
 
 
 def _fact(f) -> str:
