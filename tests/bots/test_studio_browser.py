@@ -109,7 +109,7 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
         "extensions": {}}}))
     await page.goto(base + "/personas")
     await page.locator(".dropzone input[type=file]").set_input_files(str(card))
-    await page.wait_for_selector("text=Nova")
+    await page.wait_for_selector('.card[data-persona="nova"]')
     assert (web.settings.resolved_personas_dir / "nova.yaml").is_file()
     await _shot(page, "personas")
 
@@ -118,10 +118,12 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
     bad.write_text(json.dumps({"spec": "chara_card_v2", "spec_version": "2.0", "data": {"description": "no name"}}))
     await page.goto(base + "/personas")
     await page.locator(".dropzone input[type=file]").set_input_files(str(bad))
-    await page.wait_for_selector(".error >> text=name")
+    error = page.locator("#import-error")
+    await error.wait_for()
+    assert "broken.json" in await error.inner_text() and "name" in await error.inner_text()
 
     await page.goto(base + "/personas/mira/edit")
-    await page.wait_for_selector(".preview")
+    await page.wait_for_selector("#preview >> text=Mira")  # the live preview, drawn by htmx on load
     await _shot(page, "persona-editor")
 
     # approve a post on the calendar
@@ -129,9 +131,10 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
     due = datetime.now(timezone.utc) + timedelta(hours=2)
     post = await web.app.state.ctx.planner.add(persona, "telegram:@mira_news", due, text="Stargazing tonight! Who's in?")
     await page.goto(base + "/posts/mira")
-    await page.wait_for_selector("text=Stargazing")
+    await page.wait_for_selector(f'.calendar .post[data-post="{post.id}"] .badge.pending')
     await _shot(page, "calendar")
-    await page.goto(base + f"/posts/item/{post.id}")
+    await page.click(f'.calendar .post[data-post="{post.id}"]')
+    await page.wait_for_selector("text=Stargazing tonight")
     await page.click("button:has-text('Approve')")
     await page.wait_for_selector(".badge.approved")
     assert (await web.app.state.ctx.posts.get(post.id)).status == "approved"

@@ -29,7 +29,18 @@
     }
   }
 
-  function scrollDown(box) { if (box) box.scrollTop = box.scrollHeight; }
+  function scrollDown(box) {
+    if (!box) return;
+    box.scrollTop = box.scrollHeight;
+    // pictures and players take their height as they load: follow them down
+    box.querySelectorAll("img, video").forEach(function (el) {
+      if (!el.dataset.followed) {
+        el.dataset.followed = "1";
+        el.addEventListener("load", function () { box.scrollTop = box.scrollHeight; });
+        el.addEventListener("loadedmetadata", function () { box.scrollTop = box.scrollHeight; });
+      }
+    });
+  }
 
   async function refresh(thread) {
     const box = thread.querySelector("#messages");
