@@ -67,10 +67,9 @@ async def ensure_adapter(ctx: StudioContext, persona_id: str) -> StudioAdapter:
     adapter = ctx.adapters.get(persona_id)
     if adapter is not None:
         return adapter
-    from bots.local import local_user
+    from bots.studio import operator_name
 
-    name = local_user(ctx.settings.chat_user)
-    adapter = StudioAdapter(persona_id, ctx.hub, user_name=name.capitalize() if name.islower() else name)
+    adapter = StudioAdapter(persona_id, ctx.hub, user_name=operator_name(ctx.settings))
     ctx.adapters[persona_id] = adapter
     try:
         await adapter.start(ctx.svc.handle, outbox=ctx.svc.outbox)
