@@ -60,6 +60,17 @@ async def _studio(tmp_path, db_url, embedder, **extra):
     from bots.service import Service
     from bots.studio import Studio
 
+    if db_url.startswith("postgresql"):  # the session's schema: emptied, as the store fixture does
+        from sqlalchemy import delete
+
+        from db.models import Base
+        from db.store import Store
+
+        store = Store.from_url(db_url)
+        async with store.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(delete(table))
+        await store.close()
     settings = studio_settings(tmp_path, db_url, **extra)
     async with Service(settings, embedder=embedder) as svc:
         web = await Studio(settings, svc, token=TOKEN).start(serve=False)
