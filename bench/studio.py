@@ -124,12 +124,13 @@ async def run(args) -> dict:
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             page = await http.get("/chat/mira?token=bench", follow_redirects=True)
             csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+            for path in ("/chat/mira", "/personas/mira", "/personas/mira/edit", "/people/mira", "/posts/mira", "/jobs",
+                         "/stats/mira"):
+                assert (await http.get(path)).status_code == 200, path
+            out["rss_added_mb"] = rss_mb() - before
             t0 = time.perf_counter()
             await seed(svc, web, args.messages)
             out["seed_s"] = time.perf_counter() - t0
-            for path in ("/personas/mira", "/people/mira", "/posts/mira", "/jobs", "/stats/mira"):
-                await http.get(path)
-            out["rss_added_mb"] = rss_mb() - before
 
             # 1. the chat page, in process through the whole stack (no socket in the way)
             local = httpx.AsyncClient(transport=httpx.ASGITransport(app=web.asgi), base_url="http://127.0.0.1",
