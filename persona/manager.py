@@ -225,7 +225,9 @@ class PersonaManager:
         msg = IncomingMessage(platform=found["platform"], chat_id=found["chat_id"], user_id=found["platform_user_id"],
                               user_name=found["user_name"], text=found["text"], message_id=found["platform_message_id"],
                               persona=persona.id, chat_kind=found["chat_kind"])
-        return await self._converse(st, incoming, msg, self._user_name(incoming, msg), on_text=on_text, remember=False)
+        # another seed: sampling backends (and the lite one's choices) give another answer
+        return await self._converse(st, incoming, msg, self._user_name(incoming, msg), on_text=on_text, remember=False,
+                                    seed=reply_id)
 
     def is_admin(self, persona: Persona, msg: IncomingMessage) -> bool:
         conf = getattr(persona.platforms, msg.platform, None)
@@ -270,7 +272,7 @@ class PersonaManager:
         return msg.user_name or "friend"
 
     async def _converse(self, st: _PersonaState, incoming: Incoming, msg: IncomingMessage, user_name: str, *,
-                        on_text: OnText | None = None, remember: bool = True) -> Reply:
+                        on_text: OnText | None = None, remember: bool = True, seed: int | None = None) -> Reply:
         persona, cfg = st.persona, self.config
         if remember:  # facts the person states are stored in the background while the reply is made
             self._spawn(self._remember_rules(st, incoming, msg.text, user_name))
@@ -309,6 +311,7 @@ class PersonaManager:
             facts=facts,
             lore=lore,
             description=persona.render(persona.description, user_name),
+            seed=seed,
         )
         started = time.perf_counter()
         try:

@@ -35,7 +35,7 @@ actions and sounds. A card in another language is answered with its own lines on
 No reply is repeated word for word within the last ``RECENT_REPLIES`` replies; when the
 line that fits was said lately, it says it has nothing more on that. The same message
 in the same context gives the same reply: choices are seeded by the message and the
-recent replies. The name the person gave in the chat is used over a platform handle.
+recent replies (and the request's ``seed``, when it has one: a regenerated answer). The name the person gave in the chat is used over a platform handle.
 
 Cost per turn: one embedding (the message); the card's lines are embedded once and
 cached by content.
@@ -1018,7 +1018,9 @@ class _Turn:
             if intro:
                 self.user = intro[0]
                 break
-        seed = hashlib.sha256(f"{self.said}|{self.last_reply}".encode()).digest()[:8]
+        # a request's own seed (an answer written again) picks other lines for the same context
+        extra = "" if request.seed is None else f"|{request.seed}"
+        seed = hashlib.sha256(f"{self.said}|{self.last_reply}{extra}".encode()).digest()[:8]
         self.rng = np.random.default_rng(int.from_bytes(seed, "little"))
         self.voice = gen._voice(request.examples, request.greetings, self.description)
         self.stock_lines = STOCK_LINES.get(self.voice.language)  # None: only the card's own lines

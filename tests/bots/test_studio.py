@@ -242,3 +242,17 @@ async def test_a_taken_port_moves_the_studio_to_the_next_free_one():
             second.close()
     finally:
         first.close()
+
+
+async def test_regenerating_gives_another_answer_where_more_than_one_fits(studio_sqlite):
+    web, client = studio_sqlite
+    first = [d for e, d in await _stream(client, "/chat/mira/send", {"text": "hey, what are you up to tonight?"})
+             if e == "done"][0]
+    answers, last = {first["text"]}, first["id"]
+    for _ in range(4):
+        again = [d for e, d in await _stream(client, f"/chat/mira/regenerate/{last}", {}) if e == "done"][0]
+        answers.add(again["text"])
+        last = again["id"]
+    assert len(answers) >= 2, answers
+    page = (await client.get("/chat/mira")).text
+    assert "5/5" in page
