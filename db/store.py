@@ -667,6 +667,18 @@ class Store:
             ).all()
         return [MemoryRow(*r) for r in rows]
 
+    async def delete_memory(self, persona_id: int, uid: int, memory_id: int) -> bool:
+        """Erase one memory; the person's memory version moves on, so every recall cache reloads."""
+        def tx(conn: Connection) -> bool:
+            gone = conn.execute(delete(MEM).where(MEM.c.id == memory_id, MEM.c.persona_id == persona_id,
+                                                  MEM.c.user_id == uid)).rowcount or 0
+            if gone:
+                conn.execute(update(R).where(R.c.persona_id == persona_id, R.c.user_id == uid)
+                             .values(memory_version=R.c.memory_version + 2))
+            return gone > 0
+
+        return await self._write_sync(tx)
+
     async def forget_user(self, persona_id: int, uid: int) -> dict[str, Any]:
         """Delete everything this persona holds about one person: their messages, the
         character's replies to them, the media made for those replies (their rows; the

@@ -398,6 +398,15 @@ class PersonaManager:
         log.info("forgot %s:%s for %s: %s", platform, platform_user_id, persona_id, counts)
         return counts
 
+    async def forget_memory(self, persona_id: str, uid: int, memory_id: int) -> bool:
+        """Erase one thing a persona remembers about a person (``uid``: their user row)."""
+        st = await self._state(self.registry.get(persona_id))
+        await self.drain()
+        gone = await self.store.delete_memory(st.db_id, uid, memory_id)
+        if gone:
+            self.memory.forget(st.db_id, uid)  # this process's recall cache reloads too
+        return gone
+
     # -- memory -----------------------------------------------------------------------
 
     def _spawn(self, coro) -> None:

@@ -84,3 +84,13 @@ async def person_forget(request: Request, persona_id: str, user_id: int):
                  f"{persona.name} forgot {who} ({person['platform']}): {counts.get('messages', 0)} messages, "
                  f"{counts.get('replies', 0)} replies, {counts.get('memories', 0)} memories and "
                  f"{counts.get('media', 0)} media files deleted.")
+
+
+@router.post("/people/{persona_id}/{user_id}/memories/{memory_id}/erase")
+async def memory_erase(request: Request, persona_id: str, user_id: int, memory_id: int):
+    persona = persona_or_404(request, persona_id)
+    _, person = await _person(request, persona, user_id)
+    back = f"/people/{persona.id}/{user_id}"
+    if not await context(request).manager.forget_memory(persona.id, user_id, memory_id):
+        return _back(request, back, "That memory was already gone.", bad=True)
+    return _back(request, back, f"{persona.name} no longer remembers that about {_who(person)}.")

@@ -364,3 +364,27 @@ async def test_stats_draws_the_days_messages_and_new_people_as_svg_bars(studio_s
     assert week.count("received</title>") == 7
     assert (await client.get("/stats/mira?days=0")).status_code == 422
     assert (await client.get("/stats/nobody")).status_code == 404
+
+
+async def test_one_memory_is_erased_and_recall_no_longer_finds_it(studio_sqlite):
+    web, client = studio_sqlite
+    await _telegram(web, "I love astronomy and my cat is called Pixel.")
+    await web.svc.manager.drain()
+    pid = await web.svc.manager.persona_db_id("mira")
+    uid = await web.svc.store.find_user("telegram", "4242")
+    memories = await web.svc.store.list_memories(pid, uid)
+    pixel = next(m for m in memories if "Pixel" in m.text)
+    query = (await web.svc.manager.batcher.embed(["what is my cat called?"]))[0]
+    rel = await web.svc.store.relationship(pid, uid)
+    assert any("Pixel" in t for t, _ in await web.svc.manager.memory.recall(pid, uid, query, 5, version=rel.memory_version))
+
+    r = await client.post(f"/people/mira/{uid}/memories/{pixel.id}/erase")
+    assert r.status_code == 303
+    page = _text((await client.get(r.headers["location"])).text)
+    assert "no longer remembers that" in page and "Pixel" not in page
+    assert all("Pixel" not in m.text for m in await web.svc.store.list_memories(pid, uid))
+    rel = await web.svc.store.relationship(pid, uid)
+    assert not any("Pixel" in t for t, _ in await web.svc.manager.memory.recall(pid, uid, query, 5,
+                                                                                 version=rel.memory_version))
+    again = await client.post(f"/people/mira/{uid}/memories/{pixel.id}/erase")
+    assert "already gone" in _text((await client.get(again.headers["location"])).text)
