@@ -769,7 +769,7 @@ class Store:
             asked = sorted({r["reply_to_id"] for r in rows if r["role"] == "assistant" and r["reply_to_id"]})
             alts = await _text_replies(conn, asked) if asked else {}
         for r in rows:
-            ids = alts.get(r["reply_to_id"], []) if r["role"] == "assistant" else []
+            ids = alts.get(r["reply_to_id"], []) if r["role"] == "assistant" and not r["media"] else []
             r["alternatives"] = ids if len(ids) > 1 else []
         return list(reversed(rows))
 

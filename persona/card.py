@@ -392,6 +392,18 @@ def persona_from_dict(data: Any, source: str | Path) -> Persona:
         raise PersonaError(source, err.get("msg", "invalid") + more, field) from None
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a persona file has no use for them, and a few
+    nested aliases expand into gigabytes when the persona is written back."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a persona file, "
+                                 f"at line {event.start_mark.line + 1}; write the value out")
+        return super().compose_node(parent, index)
+
+
 def load_persona_file(path: str | Path) -> Persona:
     """Load a persona YAML file (``.yaml``/``.yml``), or a card (``.json``/``.png``/``.charx``).
 
@@ -413,7 +425,9 @@ def load_persona_file(path: str | Path) -> Persona:
     except UnicodeDecodeError:
         raise PersonaError(path, "file is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader that refuses aliases
+    except RecursionError:
+        raise PersonaError(path, "the YAML is nested too deeply to be a persona") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

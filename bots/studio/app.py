@@ -14,19 +14,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from bots.studio.adapter import Hub, StudioAdapter
-from bots.studio.security import COOKIE, Auth, check_csrf, inside, slow_down, without_token
+from bots.studio.security import Auth, check_csrf, cookie_name, inside, path_of, slow_down, without_token
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+# a database id from the address: anything the tables cannot hold is refused as invalid (422)
+MAX_ID = 2**63 - 1
+Id = Annotated[int, PathParam(ge=0, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+Index = Annotated[int, PathParam(ge=0, le=10_000)]
 
 NAV = (("chat", "Chat"), ("personas", "Personas"), ("people", "People"), ("posts", "Posts"), ("jobs", "Jobs"),
        ("stats", "Stats"))
@@ -55,6 +64,22 @@ class StudioContext:
     @property
     def registry(self):
         return self.svc.manager.registry
+
+    async def adapter(self, persona_id: str) -> StudioAdapter:
+        """The persona's studio chat, started now if the persona is new since the studio
+        started (imported here or on the command line, then reloaded)."""
+        adapter = self.adapters.get(persona_id)
+        if adapter is not None:
+            return adapter
+        from bots.studio import operator_name
+
+        adapter = StudioAdapter(persona_id, self.hub, user_name=operator_name(self.settings))
+        await adapter.start(self.svc.handle, outbox=self.svc.outbox)
+        self.adapters[persona_id] = adapter
+        sweeper = getattr(self.svc, "studio_sweeper", None)  # what the outbox holds for it reaches it too
+        if sweeper is not None:
+            sweeper.adapters.append((adapter, persona_id))
+        return adapter
 
     def roots(self) -> list[Path]:
         """The folders files may be served from."""
@@ -86,14 +111,14 @@ def back(request: Request, url: str, message: str, bad: bool = False) -> Redirec
     """Go to ``url`` (303) and show ``message`` there once."""
     response = RedirectResponse(url, status_code=303)
     value = base64.urlsafe_b64encode(json.dumps([message, bad]).encode()).decode()
-    response.set_cookie(FLASH, value, max_age=60, httponly=True, samesite="strict", path="/",
+    response.set_cookie(cookie_name(request, FLASH), value, max_age=60, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")
     return response
 
 
 def page(request: Request, name: str, status_code: int = 200, **values):
     """``render`` with the waiting flash message (taken once), unless ``flash`` is given."""
-    raw = request.cookies.get(FLASH)
+    raw = request.cookies.get(cookie_name(request, FLASH))
     if "flash" not in values:
         try:
             values["flash"], values["bad"] = json.loads(base64.urlsafe_b64decode(raw or ""))
@@ -101,7 +126,7 @@ def page(request: Request, name: str, status_code: int = 200, **values):
             values["flash"], values["bad"] = "", False
     response = render(request, name, status_code=status_code, **values)
     if raw:
-        response.delete_cookie(FLASH, path="/")
+        response.delete_cookie(cookie_name(request, FLASH), path="/")
     return response
 
 
@@ -129,7 +154,7 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
 
     @app.middleware("http")
     async def gate(request: Request, call_next):
-        path = request.url.path
+        path = path_of(request)
         if path.startswith("/static/") or path == "/login":
             return await call_next(request)
         token = request.query_params.get("token")
@@ -142,7 +167,7 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
             response = RedirectResponse(without_token(request), status_code=303)
             _set_cookie(request, response, sid)
             return response
-        sid = request.cookies.get(COOKIE)
+        sid = request.cookies.get(cookie_name(request))
         csrf = auth.csrf(sid)
         if csrf is None:
             return login_page(request)
@@ -166,9 +191,9 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request):
-        auth.close_session(request.cookies.get(COOKIE))
+        auth.close_session(request.cookies.get(cookie_name(request)))
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        response.delete_cookie(cookie_name(request), path="/")
         return response
 
     @app.get("/")
@@ -176,7 +201,7 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
         return RedirectResponse(f"/chat/{ctx.registry.default_id}", status_code=303)
 
     @app.get("/media/{asset_id}")
-    async def media(request: Request, asset_id: int):
+    async def media(request: Request, asset_id: Id):
         row = await ctx.store.media_asset(asset_id)
         path = inside(row["path"], ctx.roots()) if row else None
         if path is None:
@@ -184,7 +209,7 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
         return FileResponse(path, media_type=row["mime"])
 
     @app.get("/portrait/{persona_id}/{index}")
-    async def portrait(request: Request, persona_id: str, index: int):
+    async def portrait(request: Request, persona_id: str, index: Index):
         p = persona_or_404(request, persona_id)
         portraits = p.identity.portraits
         path = inside(portraits[index], ctx.roots()) if 0 <= index < len(portraits) else None
@@ -192,8 +217,8 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
             raise HTTPException(404, "That portrait is gone.")
         return FileResponse(path)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own is a subclass: both come here
+    async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 401:
             return login_page(request)
         return _error_page(request, exc.status_code, str(exc.detail))
@@ -209,7 +234,7 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
 
 
 def _set_cookie(request: Request, response: Response, sid: str) -> None:
-    response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/",
+    response.set_cookie(cookie_name(request), sid, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")
 
 

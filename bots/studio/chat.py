@@ -12,7 +12,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import RedirectResponse
 from sse_starlette import EventSourceResponse
 
-from bots.studio.app import context, persona_or_404, render
+from bots.studio.app import Id, IdQuery, context, persona_or_404, render
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -25,7 +25,7 @@ async def _studio_conv(request: Request, persona) -> tuple[int, int | None]:
     """The persona's row id and its studio conversation's (None before the first message)."""
     ctx = context(request)
     pid = await ctx.manager.persona_db_id(persona.id)
-    return pid, await ctx.store.conversation_id(pid, "studio", ctx.adapters[persona.id].chat_id)
+    return pid, await ctx.store.conversation_id(pid, "studio", (await ctx.adapter(persona.id)).chat_id)
 
 
 async def _thread(request: Request, persona, conv: int | None, before: int | None) -> dict:
@@ -55,7 +55,7 @@ async def chat_home(request: Request):
 
 
 @router.get("/chat/{persona_id}")
-async def chat_page(request: Request, persona_id: str, conv: int | None = None, before: int | None = None):
+async def chat_page(request: Request, persona_id: str, conv: IdQuery = None, before: IdQuery = None):
     persona = persona_or_404(request, persona_id)
     ctx = context(request)
     pid = await ctx.manager.persona_db_id(persona.id)
@@ -65,7 +65,7 @@ async def chat_page(request: Request, persona_id: str, conv: int | None = None, 
 
 
 @router.get("/chat/{persona_id}/messages")
-async def chat_messages(request: Request, persona_id: str, conv: int | None = None, before: int | None = None):
+async def chat_messages(request: Request, persona_id: str, conv: IdQuery = None, before: IdQuery = None):
     persona = persona_or_404(request, persona_id)
     thread = await _thread(request, persona, conv, before)
     return render(request, "_messages.html", section="chat", persona=persona, **thread)
@@ -110,7 +110,7 @@ def _streamed(run) -> EventSourceResponse:
 @router.post("/chat/{persona_id}/send")
 async def chat_send(request: Request, persona_id: str, text: str = Form(..., max_length=100_000)):
     persona = persona_or_404(request, persona_id)
-    adapter = context(request).adapters[persona.id]
+    adapter = await context(request).adapter(persona.id)
     text = text.strip()
     if not text:
         raise HTTPException(422, "Say something first.")
@@ -131,11 +131,11 @@ async def _own_message(request: Request, persona, message_id: int) -> dict:
 
 
 @router.post("/chat/{persona_id}/regenerate/{reply_id}")
-async def chat_regenerate(request: Request, persona_id: str, reply_id: int):
+async def chat_regenerate(request: Request, persona_id: str, reply_id: Id):
     persona = persona_or_404(request, persona_id)
     await _own_message(request, persona, reply_id)
     ctx = context(request)
-    adapter = ctx.adapters[persona.id]
+    adapter = await ctx.adapter(persona.id)
 
     async def run(on_text=None):
         reply = await ctx.manager.regenerate(persona.id, reply_id, on_text=on_text)
@@ -154,7 +154,7 @@ async def chat_regenerate(request: Request, persona_id: str, reply_id: int):
 
 
 @router.post("/chat/{persona_id}/choose/{reply_id}")
-async def chat_choose(request: Request, persona_id: str, reply_id: int):
+async def chat_choose(request: Request, persona_id: str, reply_id: Id):
     persona = persona_or_404(request, persona_id)
     row = await _own_message(request, persona, reply_id)
     if row["role"] != "assistant" or not await context(request).store.choose_alternative(reply_id):
@@ -163,7 +163,7 @@ async def chat_choose(request: Request, persona_id: str, reply_id: int):
 
 
 @router.post("/chat/{persona_id}/edit/{message_id}")
-async def chat_edit(request: Request, persona_id: str, message_id: int, text: str = Form(..., max_length=100_000)):
+async def chat_edit(request: Request, persona_id: str, message_id: Id, text: str = Form(..., max_length=100_000)):
     persona = persona_or_404(request, persona_id)
     await _own_message(request, persona, message_id)
     if not text.strip():
@@ -173,7 +173,7 @@ async def chat_edit(request: Request, persona_id: str, message_id: int, text: st
 
 
 @router.post("/chat/{persona_id}/delete/{message_id}")
-async def chat_delete(request: Request, persona_id: str, message_id: int):
+async def chat_delete(request: Request, persona_id: str, message_id: Id):
     persona = persona_or_404(request, persona_id)
     await _own_message(request, persona, message_id)
     await context(request).store.delete_message(message_id)

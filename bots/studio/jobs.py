@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import HTTPException
 from sse_starlette import EventSourceResponse
 
-from bots.studio.app import back as _back, page as _page, context, templates
+from bots.studio.app import Id, back as _back, page as _page, context, templates
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -90,7 +90,7 @@ async def _job(request: Request, job_id: int):
 
 
 @router.post("/jobs/{job_id}/retry")
-async def job_retry(request: Request, job_id: int, status: str = Form("")):
+async def job_retry(request: Request, job_id: Id, status: str = Form("")):
     job = await _job(request, job_id)
     if not await context(request).svc.jobs.retry(job_id):
         job = await _job(request, job_id)
@@ -107,7 +107,7 @@ async def job_retry(request: Request, job_id: int, status: str = Form("")):
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def job_cancel(request: Request, job_id: int, status: str = Form("")):
+async def job_cancel(request: Request, job_id: Id, status: str = Form("")):
     job = await _job(request, job_id)
     if not await context(request).svc.jobs.cancel(job_id):
         job = await _job(request, job_id)

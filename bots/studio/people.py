@@ -4,11 +4,13 @@ forgetting a person (the same deletion as the /forget command)."""
 from __future__ import annotations
 
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import RedirectResponse
 
-from bots.studio.app import back as _back, page as _page, context, persona_or_404
+from bots.studio.app import Id, back as _back, page as _page, context, persona_or_404
 
 router = APIRouter()
 
@@ -51,7 +53,7 @@ async def people_home(request: Request):
 
 
 @router.get("/people/{persona_id}")
-async def people_page(request: Request, persona_id: str, page: int = 0):
+async def people_page(request: Request, persona_id: str, page: Annotated[int, Query(ge=0, le=100_000)] = 0):
     persona = persona_or_404(request, persona_id)
     ctx = context(request)
     pid = await ctx.manager.persona_db_id(persona.id)
@@ -62,7 +64,7 @@ async def people_page(request: Request, persona_id: str, page: int = 0):
 
 
 @router.get("/people/{persona_id}/{user_id}")
-async def person_page(request: Request, persona_id: str, user_id: int):
+async def person_page(request: Request, persona_id: str, user_id: Id):
     persona = persona_or_404(request, persona_id)
     ctx = context(request)
     pid, person = await _person(request, persona, user_id)
@@ -73,7 +75,7 @@ async def person_page(request: Request, persona_id: str, user_id: int):
 
 
 @router.post("/people/{persona_id}/{user_id}/forget")
-async def person_forget(request: Request, persona_id: str, user_id: int):
+async def person_forget(request: Request, persona_id: str, user_id: Id):
     persona = persona_or_404(request, persona_id)
     _, person = await _person(request, persona, user_id)
     who = _who(person)
@@ -87,7 +89,7 @@ async def person_forget(request: Request, persona_id: str, user_id: int):
 
 
 @router.post("/people/{persona_id}/{user_id}/memories/{memory_id}/erase")
-async def memory_erase(request: Request, persona_id: str, user_id: int, memory_id: int):
+async def memory_erase(request: Request, persona_id: str, user_id: Id, memory_id: Id):
     persona = persona_or_404(request, persona_id)
     _, person = await _person(request, persona, user_id)
     back = f"/people/{persona.id}/{user_id}"

@@ -40,6 +40,7 @@ router = APIRouter()
 
 PREVIEW_USER = "Operator"  # whom the preview's prompt addresses, as the studio chat does
 CARD_ACCEPT = ".png,.json,.charx,.yaml,.yml"
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what the page asks for; nothing else is decoded
 MAX_PIXELS = 40_000_000  # a portrait larger than this is refused before it is decoded
 MIN_PORTRAIT_SIDE = 64  # as `vchar persona portrait --from`
 PORTRAIT_MAX_SIDE = 1024
@@ -64,22 +65,7 @@ _CANDIDATE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,100}\.png")
 
 async def ensure_adapter(ctx: StudioContext, persona_id: str) -> StudioAdapter:
     """The persona's studio chat, started now if it is new (an imported persona)."""
-    adapter = ctx.adapters.get(persona_id)
-    if adapter is not None:
-        return adapter
-    from bots.studio import operator_name
-
-    adapter = StudioAdapter(persona_id, ctx.hub, user_name=operator_name(ctx.settings))
-    ctx.adapters[persona_id] = adapter
-    try:
-        await adapter.start(ctx.svc.handle, outbox=ctx.svc.outbox)
-    except Exception:
-        ctx.adapters.pop(persona_id, None)
-        raise
-    sweeper = getattr(ctx.svc, "studio_sweeper", None)  # what the outbox still holds reaches it too
-    if sweeper is not None and isinstance(getattr(sweeper, "adapters", None), list):
-        sweeper.adapters.append((adapter, persona_id))
-    return adapter
+    return await ctx.adapter(persona_id)
 
 
 def safe_stem(filename: str | None, default: str = "upload") -> str:
@@ -223,20 +209,20 @@ async def persona_import(request: Request):
     if not data:
         return _list_page(request, import_error="Choose or drop a card file (.png, .json, .charx) or a persona .yaml.",
                           force=force, status_code=422)
-    name = safe_stem(upload.filename, "card") + card_suffix(data)
-    folder = _upload_dir(ctx)
+    name = safe_stem(upload.filename, "card") + await asyncio.to_thread(card_suffix, data)
+    folder = await asyncio.to_thread(_upload_dir, ctx)
     path = folder / name
     try:
-        path.write_bytes(data)
+        await asyncio.to_thread(path.write_bytes, data)
         del data
         persona, _ = await asyncio.to_thread(install_persona, path, ctx.settings.resolved_personas_dir,
                                              overwrite=force)
-    except (PersonaError, FileExistsError) as exc:
+    except (PersonaError, FileExistsError, OSError) as exc:
         message = str(exc).replace(str(path), name)  # as the command line says it of the file it was given
         return _list_page(request, import_error=message, force=force, status_code=422)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ctx.registry.reload()
+    await asyncio.to_thread(ctx.registry.reload)  # off the loop: it reads every persona file
     await ensure_adapter(ctx, persona.id)
     log.info("studio: imported %s from %s", persona.id, name)
     return RedirectResponse(f"/personas/{persona.id}?saved=1", status_code=303)
@@ -441,7 +427,11 @@ async def persona_save(request: Request, persona_id: str):
     values, updated, errors = checked(await request.form(), p)
     if updated is None:
         return _edit_page(request, p, values=values, errors=errors, status_code=422)
-    path = save_persona(context(request), updated)
+    try:
+        path = await asyncio.to_thread(save_persona, context(request), updated)
+    except (PersonaError, OSError) as exc:
+        return _edit_page(request, p, values=values, errors={}, status_code=500,
+                          flash=f"Not saved: {exc}")
     log.info("studio: %s saved to %s", p.id, path)
     return RedirectResponse(f"/personas/{p.id}/edit?saved=1", status_code=303)
 
@@ -511,13 +501,13 @@ def checked_image(data: bytes):
         raise Refused("Choose a picture first.")
     unreadable = "That is not a picture the studio can read: give a PNG, JPEG or WebP image."
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             w, h = probe.size
             if w * h > MAX_PIXELS:
                 raise Refused(f"That picture is {w}x{h}, more than {MAX_PIXELS // 1_000_000} megapixels: "
                               "make it smaller first (1024x1024 is plenty).")
             probe.verify()
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         img.load()
         img = ImageOps.exif_transpose(img)
     except Refused:
@@ -564,7 +554,10 @@ async def _set_portrait(request: Request, p: Persona, data: bytes):
     ident = p.identity
     portraits = [str(path)] + [x for x in ident.portraits if x != str(path)]
     updated = p.model_copy(update={"identity": ident.model_copy(update={"portraits": portraits})})
-    save_persona(ctx, updated)
+    try:
+        await asyncio.to_thread(save_persona, ctx, updated)
+    except (PersonaError, OSError) as exc:
+        return _edit_page(request, p, portrait_error=f"Not saved: {exc}", status_code=500)
     return RedirectResponse(f"/personas/{p.id}/edit?saved=portrait#portrait", status_code=303)
 
 

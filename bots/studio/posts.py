@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
-from bots.studio.app import back as _back, page as _page, context, persona_or_404
+from bots.studio.app import Id, Index, back as _back, page as _page, context, persona_or_404
 from bots.studio.security import inside
 
 router = APIRouter()
@@ -156,12 +156,12 @@ def _refused(request: Request, post, action: str, why: str | None = None):
 
 
 @router.get("/posts/item/{post_id}")
-async def post_page(request: Request, post_id: int):
+async def post_page(request: Request, post_id: Id):
     return _show(request, await _post(request, post_id))
 
 
 @router.get("/posts/item/{post_id}/media/{index}")
-async def post_media(request: Request, post_id: int, index: int):
+async def post_media(request: Request, post_id: Id, index: Index):
     post = await _post(request, post_id)
     files = [f for f in post.content.get("media") or [] if isinstance(f, dict)]
     path = inside(str(files[index].get("path") or ""), context(request).roots()) if 0 <= index < len(files) else None
@@ -172,7 +172,7 @@ async def post_media(request: Request, post_id: int, index: int):
 
 
 @router.post("/posts/item/{post_id}/approve")
-async def post_approve(request: Request, post_id: int):
+async def post_approve(request: Request, post_id: Id):
     post = await _post(request, post_id)
     row = await context(request).posts.change(post_id, from_states=FROM["approve"], status="approved",
                                               approved_by="studio")
@@ -182,7 +182,7 @@ async def post_approve(request: Request, post_id: int):
 
 
 @router.post("/posts/item/{post_id}/reject")
-async def post_reject(request: Request, post_id: int):
+async def post_reject(request: Request, post_id: Id):
     await _post(request, post_id)
     row = await context(request).posts.change(post_id, from_states=FROM["reject"], status="rejected")
     if row is None:
@@ -191,7 +191,7 @@ async def post_reject(request: Request, post_id: int):
 
 
 @router.post("/posts/item/{post_id}/regenerate")
-async def post_regenerate(request: Request, post_id: int):
+async def post_regenerate(request: Request, post_id: Id):
     ctx = context(request)
     post = await _post(request, post_id)
     if post.status not in FROM["regenerate"]:
@@ -207,7 +207,7 @@ async def post_regenerate(request: Request, post_id: int):
 
 
 @router.post("/posts/item/{post_id}/edit")
-async def post_edit(request: Request, post_id: int, text: str = Form("", max_length=MAX_TEXT)):
+async def post_edit(request: Request, post_id: Id, text: str = Form("", max_length=MAX_TEXT)):
     post = await _post(request, post_id)
     if not text.strip():
         return _show(request, post, status_code=422, flash="The text is empty: nothing changed.", bad=True)

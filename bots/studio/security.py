@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from cachetools import LRUCache
 from fastapi import HTTPException, Request
 
-COOKIE = "vchar_studio"
+COOKIE = "vchar_studio"  # + the port: two studios on one host keep their own sessions
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -47,16 +47,27 @@ class Auth:
             self._sessions.pop(sid, None)
 
 
+def cookie_name(request: Request, name: str = COOKIE) -> str:
+    """A cookie's name for this studio: browsers share cookies across a host's ports."""
+    return f"{name}_{request.url.port or (443 if request.url.scheme == 'https' else 80)}"
+
+
+def path_of(request: Request) -> str:
+    """The path the router sees (the scope's own, never rebuilt from the Host header)."""
+    return request.scope.get("path") or "/"
+
+
 def without_token(request: Request) -> str:
-    """The address asked for, the token taken out (it must not stay in the history)."""
+    """The address asked for, the token taken out (it must not stay in the history); always
+    a path on this site (``//elsewhere`` becomes ``/elsewhere``)."""
     rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    return request.url.path + (f"?{urlencode(rest)}" if rest else "")
+    return "/" + path_of(request).lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
 
 
 async def check_csrf(request: Request) -> None:
     """Every form and every change carries the session's CSRF token (a form field
     ``csrf`` or the ``X-CSRF-Token`` header, which the studio's pages add)."""
-    if request.method in SAFE_METHODS or request.url.path == "/login":
+    if request.method in SAFE_METHODS or path_of(request) == "/login":
         return
     expected = getattr(request.state, "csrf", None)
     given = request.headers.get(CSRF_HEADER)
@@ -145,6 +156,11 @@ def inside(path: str | Path, roots: list[Path]) -> Path | None:
     return None
 
 
+_wrong = asyncio.Lock()
+
+
 async def slow_down() -> None:
-    """A wrong login costs a second: guessing the token by trying is hopeless anyway."""
-    await asyncio.sleep(1.0)
+    """A wrong login costs a second, one wrong login at a time: guessing a password (the
+    token is too long to guess anyway) cannot go faster by trying in parallel."""
+    async with _wrong:
+        await asyncio.sleep(1.0)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MIN_SPEECH_S = 3.0
 MAX_SPEECH_S = 30.0
+MAX_FILE_S = 300.0  # a sample file longer than this is refused before it is decoded whole
 SAMPLE_RATE = 24000  # the stored reference: mono 16-bit WAV at 24 kHz
 CLIP_LEVEL = 0.999
 CLIP_MAX_FRACTION = 0.001  # more than 0.1 % of samples stuck at full scale is clipped
@@ -49,10 +50,16 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         import soundfile
 
+        info = soundfile.info(str(path))
+        if info.frames and info.samplerate and info.frames / info.samplerate > MAX_FILE_S:
+            raise SampleError("too_long", f"{path.name} is {info.frames / info.samplerate / 60:.0f} minutes long; "
+                                          f"give at most {MAX_FILE_S / 60:.0f} minutes with {MAX_SPEECH_S:.0f} s of speech")
         x, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
         if len(x):
             return to_mono_float(x), int(sr)
         reasons.append("soundfile: no samples")
+    except SampleError:
+        raise
     except Exception as exc:  # not a format libsndfile knows: try FFmpeg
         reasons.append(f"soundfile: {exc}")
     try:
@@ -64,15 +71,22 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
                 raise ValueError("no audio stream")
             stream = f.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono")
+            got = 0
             for frame in f.decode(stream):
                 sr = sr or frame.sample_rate
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
+                    got += len(chunks[-1])
+                if got > MAX_FILE_S * sr:
+                    raise SampleError("too_long", f"{path.name} is longer than {MAX_FILE_S / 60:.0f} minutes; give at "
+                                                  f"most that, with {MAX_SPEECH_S:.0f} s of speech")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         if chunks and sr:
             return np.concatenate(chunks).astype(np.float32), int(sr)
         reasons.append("PyAV: no audio frames")
+    except SampleError:
+        raise
     except Exception as exc:
         reasons.append(f"PyAV: {exc}")
     raise SampleError("unreadable", f"{path.name} is not an audio file I can read ({'; '.join(reasons)})")

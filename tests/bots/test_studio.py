@@ -256,3 +256,49 @@ async def test_regenerating_gives_another_answer_where_more_than_one_fits(studio
     assert len(answers) >= 2, answers
     page = (await client.get("/chat/mira")).text
     assert "5/5" in page
+
+
+async def test_odd_addresses_and_ids_get_pages_not_crashes_or_other_sites(studio_sqlite):
+    web, client = studio_sqlite
+    from starlette.requests import Request
+
+    from bots.studio.security import without_token
+
+    # "//host/" as a path would send the browser to another site after the login
+    odd = Request({"type": "http", "method": "GET", "path": "//evil.example/", "query_string": f"token={TOKEN}&a=1".encode(),
+                   "headers": [(b"host", b"127.0.0.1")], "scheme": "http", "server": ("127.0.0.1", 80)})
+    assert without_token(odd) == "/evil.example/?a=1"
+    for url in ("/media/9223372036854775808", "/chat/mira?before=99999999999999999999", "/people/mira?page=10000000000",
+                "/posts/item/9223372036854775808"):
+        r = await client.get(url)
+        assert r.status_code == 422 and "not one the studio understands" in r.text, url
+    r = await client.get("/no/such/page")
+    assert r.status_code == 404 and "Not found" in r.text and "detail" not in r.text  # the studio's page, not JSON
+    r = await client.post(f"/jobs/{2**63}/retry")
+    assert r.status_code == 422
+
+
+async def test_a_persona_added_on_disk_and_reloaded_can_be_chatted_with(studio_sqlite):
+    web, client = studio_sqlite
+    folder = web.settings.resolved_personas_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "juno.yaml").write_text("name: Juno\ndescription: A lighthouse keeper.\ngreetings: [Ahoy!]\n")
+    web.svc.manager.registry.reload()
+    r = await client.post("/chat/juno/send", data={"text": "hello Juno"})
+    assert r.status_code == 303
+    page = await client.get("/chat/juno")
+    assert page.status_code == 200 and "hello Juno" in page.text
+    assert any(pid == "juno" for _, pid in web.sweeper.adapters)  # its media would reach it too
+
+
+async def test_a_selfie_after_a_regenerated_acknowledgement_still_shows(studio_sqlite):
+    web, client = studio_sqlite
+    done = [d for e, d in await _stream(client, "/chat/mira/send", {"text": "/selfie in the rain"}) if e == "done"][0]
+    await _stream(client, f"/chat/mira/regenerate/{done['id']}", {})  # the acknowledgement written again
+    for _ in range(600):
+        page = await client.get("/chat/mira")
+        assert page.status_code == 200
+        if '<img src="/media/' in page.text:
+            break
+        await asyncio.sleep(0.1)
+    assert '<img src="/media/' in page.text

@@ -40,6 +40,20 @@ def test_broken_yaml_says_where(tmp_path):
         load_persona_file(f)
 
 
+def test_yaml_aliases_and_deep_nesting_are_refused_before_they_expand(tmp_path):
+    bomb = "name: Bomb\nextensions:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 9):  # each level ten times the last: billions of items once written back
+        bomb += f"  {chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]\n"
+    f = tmp_path / "bomb.yaml"
+    f.write_text(bomb)
+    with pytest.raises(PersonaError, match=r"bomb.yaml: invalid YAML: aliases \(\*a\) are not allowed"):
+        load_persona_file(f)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: Deep\nextensions: {x: " + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(PersonaError, match="nested too deeply"):
+        load_persona_file(deep)
+
+
 def test_registry_skips_a_bad_file_whole_and_reports_it(tmp_path):
     (tmp_path / "good.yaml").write_text("name: Good One\ngreetings: [hi]\n")
     (tmp_path / "bad.yaml").write_text("name: Bad\nstyle: {max_chars: 1}\n")

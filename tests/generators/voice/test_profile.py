@@ -31,6 +31,15 @@ def test_too_long(slt_wav, tmp_path):
     assert _problem(tmp_path / "long.wav") == "too_long"
 
 
+def test_an_hour_long_file_is_refused_before_it_is_decoded(tmp_path):
+    # compressed silence is tiny on disk and huge decoded: refused by its length first
+    sf.write(tmp_path / "hour.flac", np.zeros(8000 * 3600, np.int16), 8000, subtype="PCM_16")
+    assert (tmp_path / "hour.flac").stat().st_size < 5_000_000
+    with pytest.raises(SampleError, match="60 minutes long") as info:
+        load_audio(tmp_path / "hour.flac")
+    assert info.value.problem == "too_long"
+
+
 def test_silent(tmp_path):
     sf.write(tmp_path / "zero.wav", np.zeros(16000 * 6), 16000)
     assert _problem(tmp_path / "zero.wav") == "silent"
