@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
+# on every answer: only the studio's own scripts run (no inline script, no other origin), it
+# is never framed by another page, and the address (the login token) never leaves in a Referer
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 # a database id from the address: anything the tables cannot hold is refused as invalid (422)
 MAX_ID = 2**63 - 1
 Id = Annotated[int, PathParam(ge=0, le=MAX_ID)]
@@ -154,6 +165,12 @@ def create_app(ctx: StudioContext, auth: Auth) -> FastAPI:
 
     @app.middleware("http")
     async def gate(request: Request, call_next):
+        response = await _gate(request, call_next)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    async def _gate(request: Request, call_next):
         path = path_of(request)
         if path.startswith("/static/") or path == "/login":
             return await call_next(request)

@@ -51,6 +51,7 @@ async def test_nothing_is_shown_or_changed_without_the_token_login(studio_sqlite
         r = await anon.post("/login", data={"secret": "guess"})
         assert r.status_code == 401
 
+        assert "script-src 'self'" in r.headers["content-security-policy"] and r.headers["x-frame-options"] == "DENY"
         r = await anon.get(f"/chat/mira?conv=&token={TOKEN}")
         assert r.status_code == 303 and r.headers["location"] == "/chat/mira?conv="  # the token leaves the address
         r = await anon.get("/chat/mira")

@@ -74,6 +74,8 @@ async def _shot(tab, name: str) -> None:
 async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, page, tmp_path):
     web, url = served
     base = url.split("?")[0].rstrip("/")
+    refused = []  # anything the Content-Security-Policy blocked: the pages must need none of it
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
 
     # a page without the login: the login page, nothing else
     await page.goto(base + "/chat/mira")
@@ -122,6 +124,12 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
     await error.wait_for()
     assert "broken.json" in await error.inner_text() and "name" in await error.inner_text()
 
+    # the character picker in the header
+    await page.goto(base + "/chat/mira")
+    await page.select_option("form.persona-pick select", "nova")
+    await page.wait_for_url("**/chat/nova")
+    await page.wait_for_selector("#compose textarea")
+
     await page.goto(base + "/personas/mira/edit")
     await page.wait_for_selector("#preview >> text=Mira")  # the live preview, drawn by htmx on load
     await _shot(page, "persona-editor")
@@ -154,3 +162,4 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
         await page.goto(base + f"/{section}/mira")
         await page.wait_for_selector("main .panel")
         await _shot(page, section)
+    assert not refused, refused

@@ -176,7 +176,21 @@
     });
   }
 
+  // No inline script anywhere (the studio's Content-Security-Policy allows its own files only):
+  // the character picker and the confirmations are wired here.
+  function setupForms() {
+    document.querySelectorAll("form.persona-pick").forEach(function (form) {
+      const go = function () { location.href = "/" + form.dataset.section + "/" + encodeURIComponent(form.persona.value); };
+      form.persona.addEventListener("change", go);
+      form.addEventListener("submit", function (e) { e.preventDefault(); go(); });
+    });
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupForms();
     document.querySelectorAll("section.thread").forEach(setupChat);
     setupDropzones();
     setupJobs();
