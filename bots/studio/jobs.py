@@ -64,15 +64,20 @@ async def jobs_page(request: Request, status: Status | None = None):
 
 @router.get("/jobs/events")
 async def jobs_events(request: Request, status: Status | None = None):
-    """The job rows as rendered HTML (an event ``jobs``, its data a JSON string): at once,
-    then whenever they change."""
+    """The job rows as rendered HTML (an event ``jobs``, its data a JSON string) and the
+    queue's depth (``depth``): at once, then whenever they change."""
     async def events():
-        last = None
+        last = last_depth = None
+        depth_view = templates.get_template("_jobs_depth.html")
         while True:
             html = _rows_html(request, await _rows(request, status), status)
             if html != last:
                 last = html
                 yield {"event": "jobs", "data": json.dumps(html)}
+            depth = depth_view.render(depth=sorted((await context(request).svc.jobs.depth()).items()))
+            if depth != last_depth:
+                last_depth = depth
+                yield {"event": "depth", "data": json.dumps(depth)}
             await asyncio.sleep(POLL)
 
     return EventSourceResponse(events(), ping=15)

@@ -153,6 +153,7 @@ async def test_log_in_chat_import_approve_and_watch_a_job_in_chromium(served, pa
     await page.press("#compose textarea", "Enter")
     await page.goto(base + "/jobs")
     await page.wait_for_selector("#jobs-body .badge.done", timeout=120_000)
+    await page.wait_for_selector("#jobs-depth >> text=Nothing waiting or running")  # the queue box follows too
     await _shot(page, "jobs")
     await page.goto(base + "/chat/mira")
     await page.wait_for_selector(".msg.assistant img")

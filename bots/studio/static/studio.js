@@ -174,6 +174,8 @@
       body.innerHTML = JSON.parse(e.data);
       if (window.htmx) htmx.process(body);
     });
+    const depth = document.getElementById("jobs-depth");
+    events.addEventListener("depth", function (e) { if (depth) depth.innerHTML = JSON.parse(e.data); });
   }
 
   // No inline script anywhere (the studio's Content-Security-Policy allows its own files only):
