@@ -133,8 +133,8 @@ async def run(args) -> dict:
             out["seed_s"] = time.perf_counter() - t0
 
             # 1. the chat page, in process through the whole stack (no socket in the way)
-            local = httpx.AsyncClient(transport=httpx.ASGITransport(app=web.asgi), base_url="http://127.0.0.1",
-                                      cookies=http.cookies)
+            # (the same address, port included: the session cookie is named for the port)
+            local = httpx.AsyncClient(transport=httpx.ASGITransport(app=web.asgi), base_url=base, cookies=http.cookies)
             async with local:
                 for _ in range(10):
                     await local.get("/chat/mira")
