@@ -94,14 +94,18 @@ async def _job(request: Request, job_id: int):
     return job
 
 
+async def _refused(request: Request, job_id: int, status: str, rule: str):
+    """The jobs page again (409), saying the job's state now and that nothing changed."""
+    job = await _job(request, job_id)
+    return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
+                            flash=f"Job {job_id} is {job.status}: {rule}. Nothing changed.")
+
+
 @router.post("/jobs/{job_id}/retry")
 async def job_retry(request: Request, job_id: Id, status: str = Form("")):
     job = await _job(request, job_id)
     if not await context(request).svc.jobs.retry(job_id):
-        job = await _job(request, job_id)
-        return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
-                                flash=f"Job {job_id} is {job.status}: only failed or cancelled jobs can be retried. "
-                                      "Nothing changed.")
+        return await _refused(request, job_id, status, "only failed or cancelled jobs can be retried")
     bell = getattr(context(request).svc.media, "bell", None)
     if bell is not None:  # a worker takes it at once (they look at the table every few seconds anyway)
         try:
@@ -115,8 +119,5 @@ async def job_retry(request: Request, job_id: Id, status: str = Form("")):
 async def job_cancel(request: Request, job_id: Id, status: str = Form("")):
     job = await _job(request, job_id)
     if not await context(request).svc.jobs.cancel(job_id):
-        job = await _job(request, job_id)
-        return await _jobs_page(request, status if status in STATUSES else None, status_code=409, bad=True,
-                                flash=f"Job {job_id} is {job.status}: only queued or running jobs can be cancelled. "
-                                      "Nothing changed.")
+        return await _refused(request, job_id, status, "only queued or running jobs can be cancelled")
     return _back(request, _return_to(status), f"Job {job_id} ({job.kind}) cancelled.")

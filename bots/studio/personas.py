@@ -30,7 +30,6 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from bots.studio.adapter import StudioAdapter
 from bots.studio.app import StudioContext, context, persona_or_404, render
 from bots.studio.security import inside
 from persona.card import MAX_LORE_ENTRIES, Persona, PersonaError, dump_persona_yaml
@@ -61,11 +60,6 @@ _CANDIDATE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,100}\.png")
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-async def ensure_adapter(ctx: StudioContext, persona_id: str) -> StudioAdapter:
-    """The persona's studio chat, started now if it is new (an imported persona)."""
-    return await ctx.adapter(persona_id)
 
 
 def safe_stem(filename: str | None, default: str = "upload") -> str:
@@ -223,7 +217,7 @@ async def persona_import(request: Request):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     await asyncio.to_thread(ctx.registry.reload)  # off the loop: it reads every persona file
-    await ensure_adapter(ctx, persona.id)
+    await ctx.adapter(persona.id)
     log.info("studio: imported %s from %s", persona.id, name)
     return RedirectResponse(f"/personas/{persona.id}?saved=1", status_code=303)
 

@@ -3,27 +3,15 @@ every message answered exactly once, the injected 429s retried, the figures prin
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "adapters.py"
+from tests.bench import load_bench
 
 pytestmark = pytest.mark.timeout(600)  # ~20 s on an idle 2-CPU box; minutes when it is shared
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("vchar_bench_adapters", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_quick_adapter_bench(capsys):
-    bench = _load_bench()
+    bench = load_bench("adapters")
     r = bench.main(["--quick", "--progress", "0"])
     out = capsys.readouterr().out
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "turn.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("vchar_bench_turn", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.bench import load_bench
 
 
 def test_quick_bench_on_sqlite(capsys):
-    bench = _load_bench()
+    bench = load_bench("turn")
     results = bench.main(["--quick", "--db", "sqlite"])
     out = capsys.readouterr().out
 
